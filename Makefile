@@ -1,0 +1,110 @@
+# sshca.azure: the two front doors are `make demo` and `make test`; both set themselves up.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+LABCTL      := tests/lab/labctl
+STATE       := $(VENV)/.state
+DEB_PACKAGES := podman runc debootstrap openssh-client openssh-server uidmap git make
+# ansible-test needs the collection at .../ansible_collections/sshca/azure and resolves links,
+# so sanity runs on a fresh copy of the files git would commit.
+SANITY_COPY := $(HOME)/.cache/sshca-azure-sanity/ansible_collections/sshca/azure
+PYTEST_LOG  := $(VENV)/pytest.log
+
+.PHONY: help setup demo test lint sanity pytest terraform-check bench lab-up lab-down clean
+
+help:
+	@echo "make demo   - run sshca.azure against the local lab and show what it did"
+	@echo "make test   - every check: ruff, ansible-lint, ansible-test sanity, pytest, terraform"
+	@echo "make setup | lab-up | lab-down | bench | clean"
+
+# --- set-up: idempotent, and quick once done (stamp files record what is in place) -----------
+
+setup: $(STATE)/debs $(STATE)/venv $(STATE)/checkov $(STATE)/podman
+
+$(STATE)/debs:
+	@mkdir -p $(STATE)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "setup: installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(STATE)/venv: requirements.txt requirements-dev.txt | $(STATE)/debs
+	@echo "setup: Python virtualenv $(VENV) (controller and test requirements)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q -r requirements-dev.txt
+	@mkdir -p $(STATE) && touch $@
+
+# checkov pins packaging 23.2, which breaks pytest 9: it gets a virtualenv of its own.
+$(STATE)/checkov: | $(STATE)/venv
+	@echo "setup: checkov in $(CHECKOV_VENV)"
+	@test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov>=3.2,<4'
+	@touch $@
+
+$(STATE)/podman: tests/lab/labkit/podman.py | $(STATE)/venv
+	@$(PY) -c 'import sys; sys.path.insert(0, "tests/lab"); from labkit import podman; podman.configure()'
+	@touch $@
+
+# --- the front doors ------------------------------------------------------------------------
+
+demo: setup
+	@$(PY) tests/lab/demo.py
+
+# Independent suites run side by side; pytest's summary line is printed last.
+test: setup
+	@$(LABCTL) image >/dev/null
+	@status=0; $(MAKE) --no-print-directory -k -j3 -O lint sanity terraform-check pytest || status=$$?; \
+	echo; echo "== pytest summary =="; tail -n 1 $(PYTEST_LOG); \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)"; fi; exit $$status
+
+lint:
+	@echo "== ruff =="
+	@$(VENV)/bin/ruff check .
+	@echo "== ansible-lint =="
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint --offline -q
+
+sanity: $(HOME)/.ansible/test/cache/.standin
+	@echo "== ansible-test sanity =="
+	@rm -rf $(SANITY_COPY) && mkdir -p $(SANITY_COPY)
+	@git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && echo "{}"' \
+		| tar -cf - -T - | tar -C $(SANITY_COPY) -xf -
+	@cd $(SANITY_COPY) && PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
+		ansible-test sanity --local --python 3.11 --requirements --color no 2>&1 | tail -n 40
+
+# ansible-test fetches get-pip from a site these machines cannot reach; a stand-in is used
+# only when no real script is cached.
+$(HOME)/.ansible/test/cache/.standin: tests/sanity/get_pip_standin.py
+	@mkdir -p $(dir $@)
+	@v=$$($(PY) -c 'from ansible_test._internal.python_requirements import get_venv_packages; \
+	from ansible_test._internal.host_configs import NativePythonConfig; \
+	print(get_venv_packages(NativePythonConfig(version="3.11", path="/usr/bin/python3"))["pip"])'); \
+	f=$(dir $@)get_pip_$${v//./_}.py; \
+	if [ ! -f "$$f" ] || [ -f $@ ]; then cp tests/sanity/get_pip_standin.py "$$f"; fi
+	@touch $@
+
+pytest:
+	@echo "== pytest =="
+	@$(PY) -m pytest -q -n 2 -p no:cacheprovider 2>&1 | tee $(PYTEST_LOG)
+
+terraform-check:
+	@echo "== terraform =="
+	@if [ -d terraform ]; then $(PY) -m pytest -q -p no:cacheprovider tests/terraform; else echo "no terraform/ yet"; fi
+
+bench: setup
+	@for b in bench/*/run; do [ -x "$$b" ] && { echo "== $$b =="; $(PY) "$$b"; }; done; true
+
+lab-up: setup
+	@$(LABCTL) image
+
+lab-down:
+	@$(PY) -c 'import sys; sys.path.insert(0, "tests/lab"); from labkit import hosts; \
+	print("removed:", " ".join(hosts.stop_all()) or "nothing")'
+
+clean: lab-down
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .hypothesis tests/output

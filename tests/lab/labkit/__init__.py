@@ -1,0 +1,1 @@
+"""The sshca.azure lab: test hosts (Podman containers) and, later, the Azure emulator."""

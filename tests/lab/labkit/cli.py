@@ -1,0 +1,82 @@
+"""labctl: drive the sshca.azure lab (test hosts now; the Azure emulator joins later).
+
+  labctl host-up NAME --key FILE [--address 127.0.0.N] [--admin-user U] [--hostname H]
+  labctl host-down NAME
+  labctl hosts
+  labctl image
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labkit import hosts, image
+
+
+def cmd_host_up(args: argparse.Namespace) -> int:
+    keys = [Path(k).read_text() for k in args.key]
+    host = hosts.start_host(args.name, keys, address=args.address, admin_user=args.admin_user,
+                            hostname=args.hostname, suite=args.suite)
+    print(f"{host.name}\t{host.address}\t{host.admin_user}\t{host.hostname}")
+    return 0
+
+
+def cmd_host_down(args: argparse.Namespace) -> int:
+    for name in args.names:
+        if not hosts.stop_host(name):
+            print(f"labctl: no lab host named {name}", file=sys.stderr)
+    return 0
+
+
+def cmd_hosts(_args: argparse.Namespace) -> int:
+    for host in hosts.list_hosts():
+        print(f"{host.name}\t{host.address}\t{host.admin_user}\t{host.hostname}\t{host.owner}")
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    print(image.ensure(args.suite))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="labctl", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("host-up", help="start a test host and wait for its sshd")
+    up.add_argument("name")
+    up.add_argument("--key", action="append", required=True, help="authorized public key file (repeatable)")
+    up.add_argument("--address", help="loopback address 127.0.0.N (default: first free in the pool)")
+    up.add_argument("--admin-user", default="azureuser")
+    up.add_argument("--hostname")
+    up.add_argument("--suite", default=image.DEFAULT_SUITE, help="Debian suite of the image")
+    up.set_defaults(func=cmd_host_up)
+
+    down = sub.add_parser("host-down", help="remove test hosts")
+    down.add_argument("names", nargs="+")
+    down.set_defaults(func=cmd_host_down)
+
+    sub.add_parser("hosts", help="list test hosts: name, address, admin user, hostname, owner").set_defaults(
+        func=cmd_hosts)
+
+    img = sub.add_parser("image", help="build the host image if its recipe changed; print its tag")
+    img.add_argument("--suite", default=image.DEFAULT_SUITE)
+    img.set_defaults(func=cmd_image)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (hosts.LabError, OSError) as err:
+        print(f"labctl: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The lab host image: built from tests/lab/image with debootstrap, tagged by a hash of the recipe."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import podman
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "image"
+REPOSITORY = "localhost/sshca-lab-host"
+DEFAULT_SUITE = "bookworm"
+# systemd must be PID 1 (exec form, not `sh -c`); SIGRTMIN+3 is how systemd is asked to halt.
+IMPORT_CHANGES = ('CMD ["/sbin/init"]', "STOPSIGNAL SIGRTMIN+3")
+
+
+def recipe_hash(suite: str = DEFAULT_SUITE) -> str:
+    digest = hashlib.sha256("\0".join((suite, *IMPORT_CHANGES)).encode())
+    for path in sorted(p for p in RECIPE_DIR.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(RECIPE_DIR)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def image_ref(suite: str = DEFAULT_SUITE) -> str:
+    return f"{REPOSITORY}:{suite}-{recipe_hash(suite)}"
+
+
+def exists(ref: str) -> bool:
+    return subprocess.run(["podman", "image", "exists", ref], check=False).returncode == 0
+
+
+def ensure(suite: str = DEFAULT_SUITE, log=sys.stderr) -> str:
+    """Return the image for `suite`, building it first if this recipe has never been built."""
+    ref = image_ref(suite)
+    if exists(ref):
+        return ref
+    podman.configure()
+    started = time.monotonic()
+    print(f"lab: building host image {ref} with debootstrap (about a minute, once)", file=log)
+    with tempfile.TemporaryDirectory(prefix="sshca-lab-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        proc = subprocess.run(
+            ["sh", str(RECIPE_DIR / "recipe.sh"), suite, str(root)], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise podman.PodmanError(f"image recipe failed for {suite}:\n{tail}")
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-cf", "-", "."], stdout=subprocess.PIPE)
+        changes = [arg for change in IMPORT_CHANGES for arg in ("--change", change)]
+        podman.run("import", *changes, "-", ref, input=tar.stdout.read())
+        tar.wait()
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"lab: built {ref} in {time.monotonic() - started:.0f} s", file=log)
+    return ref
