@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +42,17 @@ def ensure(suite: str = DEFAULT_SUITE, log=sys.stderr) -> str:
     ref = image_ref(suite)
     if exists(ref):
         return ref
+    # Parallel test workers all want the image: one builds, the others wait for it.
+    lock_dir = Path(os.environ.get("SSHCA_LAB_DIR", "/var/lib/sshca-lab"))
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not exists(ref):
+            _build(suite, ref, log)
+    return ref
+
+
+def _build(suite: str, ref: str, log) -> None:
     podman.configure()
     started = time.monotonic()
     print(f"lab: building host image {ref} with debootstrap (about a minute, once)", file=log)
@@ -57,4 +70,12 @@ def ensure(suite: str = DEFAULT_SUITE, log=sys.stderr) -> str:
         tar.wait()
         shutil.rmtree(root, ignore_errors=True)
     print(f"lab: built {ref} in {time.monotonic() - started:.0f} s", file=log)
-    return ref
+    _remove_stale(suite, ref)
+
+
+def _remove_stale(suite: str, keep: str) -> None:
+    """Drop images of older recipes for this suite; ones still used by a host stay."""
+    tags = podman.run("images", "--format", "{{.Repository}}:{{.Tag}}", REPOSITORY, check=False).split()
+    for tag in tags:
+        if tag != keep and tag.startswith(f"{REPOSITORY}:{suite}-"):
+            podman.run("rmi", tag, check=False)
