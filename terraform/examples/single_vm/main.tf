@@ -1,0 +1,25 @@
+module "network" {
+  source = "../../modules/network"
+
+  location                    = var.location
+  resource_group_name         = var.resource_group_name
+  ssh_source_address_prefixes = var.ssh_source_address_prefixes
+}
+
+module "vm" {
+  source = "../../modules/enrolled_vm"
+
+  name                = "sshca-demo-1"
+  resource_group_name = module.network.resource_group_name
+  location            = module.network.location
+  subnet_id           = module.network.subnet_id
+
+  bootstrap_public_key       = file(pathexpand(var.bootstrap_public_key_path))
+  bootstrap_private_key_path = pathexpand(var.bootstrap_private_key_path)
+  ca_path                    = pathexpand(var.ca_path)
+
+  host_tags = { role = "demo" }
+  access_rules = [
+    { principal = "grp:platform", accounts = ["azureuser"] },
+  ]
+}
