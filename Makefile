@@ -99,12 +99,16 @@ terraform-check:
 bench: setup
 	@for b in bench/*/run; do [ -x "$$b" ] && { echo "== $$b =="; $(PY) "$$b"; }; done; true
 
+# The lab: the Azure emulator on 127.0.0.1 (then `eval "$$(tests/lab/labctl env)"`) and its host image.
 lab-up: setup
-	@$(LABCTL) image
+	@$(LABCTL) image >/dev/null
+	@$(LABCTL) up
+	@echo 'prepare a shell with: eval "$$(tests/lab/labctl env)"'
 
 lab-down:
+	@$(LABCTL) down
 	@$(PY) -c 'import sys; sys.path.insert(0, "tests/lab"); from labkit import hosts; \
-	print("removed:", " ".join(hosts.stop_all()) or "nothing")'
+	print("removed lab hosts:", " ".join(hosts.stop_all()) or "none")'
 
 clean: lab-down
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .hypothesis tests/output

@@ -1,5 +1,6 @@
-"""labctl: drive the sshca.azure lab (test hosts now; the Azure emulator joins later).
+"""labctl: drive the sshca.azure lab (the Azure emulator and test hosts).
 
+  labctl up | env | status | stop | down [--state-dir DIR]   the Azure emulator (labkit/emulator/cli.py)
   labctl host-up NAME --key FILE [--address 127.0.0.N] [--admin-user U] [--hostname H]
   labctl host-down NAME
   labctl hosts
@@ -15,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labkit import hosts, image
+from labkit.emulator import cli as emulator_cli
 
 
 def cmd_host_up(args: argparse.Namespace) -> int:
@@ -46,6 +48,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="labctl", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True)
+    emulator_cli.add_commands(sub)
 
     up = sub.add_parser("host-up", help="start a test host and wait for its sshd")
     up.add_argument("name")
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (hosts.LabError, OSError) as err:
+    except (hosts.LabError, *emulator_cli.ERRORS, OSError) as err:
         print(f"labctl: {err}", file=sys.stderr)
         return 1
 
