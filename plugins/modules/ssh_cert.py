@@ -1,0 +1,246 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: sshca.azure contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ssh_cert
+short_description: Sign an OpenSSH host or user certificate with the sshca.azure CA
+version_added: 0.1.0
+description:
+  - Signs a public key into an OpenSSH certificate with the host CA (O(type=host)) or the user CA
+    (O(type=user)) made by M(sshca.azure.ssh_ca), and writes it to O(path) on the machine running the module.
+  - Idempotent by a named policy, O(regenerate). With the default, an existing certificate is kept until its
+    key, CA, type, principals, key id, options, extensions, fixed times or explicit serial change, or until
+    it has expired or has less than a third of its life left.
+  - The start of a relative validity window is set 5 minutes in the past, so hosts whose clocks run a little
+    behind accept the certificate at once.
+author:
+  - sshca.azure developers (@sshca)
+extends_documentation_fragment:
+  - sshca.azure._attributes
+  - sshca.azure._ca
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff shows the old and new certificate and a one-line summary of each.
+  idempotent:
+    support: full
+    details: A certificate is re-signed only for the reasons O(regenerate) names; RV(reason) says which.
+options:
+  type:
+    description: Certificate type; host certificates are signed by the host CA, user certificates by the user CA.
+    type: str
+    choices: [host, user]
+    required: true
+  public_key:
+    description: The public key to certify, as an OpenSSH line or RFC 4716 text. Exclusive with O(public_key_path).
+    type: str
+  public_key_path:
+    description: File holding the public key to certify. Exclusive with O(public_key).
+    type: path
+  path:
+    description: Where the certificate is written (OpenSSH one-line form, mode 0644).
+    type: path
+    required: true
+  principals:
+    description:
+      - Host names and addresses (host certificates) or user names (user certificates) the certificate is
+        valid for. At least one is required.
+    type: list
+    elements: str
+    required: true
+  valid_for:
+    description:
+      - Lifetime from now, as C(16h), C(30d), C(+1w) or C(1d12h). Defaults to C(16h) for user and C(30d) for
+        host certificates. Exclusive with O(valid_to).
+    type: str
+  valid_from:
+    description:
+      - Start of validity; an absolute time (C(2026-05-01T12:00:00Z), C(20260501), C(@epoch), C(always)) or
+        relative to now (C(-1h)). Defaults to 5 minutes ago.
+    type: str
+  valid_to:
+    description:
+      - End of validity; an absolute time, C(forever), or relative to now (C(+30d)). Exclusive with
+        O(valid_for).
+    type: str
+  serial:
+    description:
+      - Certificate serial number (0 to 2^64-1). Default is a random 64-bit number, chosen when the
+        certificate is signed and kept as long as it is not re-signed.
+    type: int
+  key_id:
+    description: Key identity logged by sshd. Defaults to C(<type>:<principals>).
+    type: str
+  critical_options:
+    description:
+      - Critical options of a user certificate. C(force-command) (a command) and C(source-address) (comma-separated
+        addresses or CIDRs, or a list) are supported.
+    type: dict
+  extensions:
+    description:
+      - Extensions of a user certificate. Default, like C(ssh-keygen) without X11 forwarding,
+        C(permit-agent-forwarding), C(permit-port-forwarding), C(permit-pty), C(permit-user-rc).
+        Give an empty list for none. Host certificates take none.
+    type: list
+    elements: str
+  regenerate:
+    description:
+      - When an existing certificate at O(path) is re-signed.
+      - V(never) keeps any readable existing certificate.
+      - V(fail) fails when the certificate would be re-signed, saying why.
+      - V(partial_idempotence) re-signs when the public key, CA, type, principals, key id, critical options,
+        extensions, an explicit O(serial), or absolute O(valid_from)/O(valid_to) differ, or when the
+        certificate has expired or has less than a third of its life left (relative windows only).
+      - V(full_idempotence) also re-signs when the lifetime of a relative window differs from the one asked for.
+      - V(always) re-signs on every run.
+    type: str
+    choices: [never, fail, partial_idempotence, full_idempotence, always]
+    default: partial_idempotence
+seealso:
+  - module: sshca.azure.ssh_ca
+  - module: sshca.azure.ssh_cert_info
+"""
+
+EXAMPLES = r"""
+- name: Host certificate for a VM's host key
+  sshca.azure.ssh_cert:
+    type: host
+    ca_path: /etc/sshca/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    public_key: "{{ host_key.content | b64decode }}"
+    path: "/var/lib/sshca/{{ inventory_hostname }}-cert.pub"
+    principals:
+      - "{{ inventory_hostname }}"
+      - "{{ ansible_host }}"
+
+- name: A 16-hour user certificate for a person
+  sshca.azure.ssh_cert:
+    type: user
+    ca_path: /etc/sshca/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    public_key_path: ~/.ssh/id_ed25519.pub
+    path: ~/.ssh/id_ed25519-cert.pub
+    principals: [alice]
+    key_id: alice@example.com
+
+- name: A CI certificate limited to one command and one network
+  sshca.azure.ssh_cert:
+    type: user
+    ca_path: /etc/sshca/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    public_key_path: /ci/deploy.pub
+    path: /ci/deploy-cert.pub
+    principals: [deploy]
+    valid_for: 1h
+    critical_options:
+      force-command: /usr/local/bin/deploy
+      source-address: 10.0.0.0/8
+"""
+
+RETURN = r"""
+path:
+  description: Path of the certificate.
+  returned: always
+  type: str
+certificate:
+  description: The certificate (OpenSSH line). Not returned in check mode when a new one would be signed.
+  returned: when a certificate exists
+  type: str
+type:
+  description: Certificate type.
+  returned: always
+  type: str
+  sample: user
+serial:
+  description: Serial number.
+  returned: always
+  type: int
+  sample: 12391315337200603786
+key_id:
+  description: Key identity.
+  returned: always
+  type: str
+  sample: alice@example.com
+principals:
+  description: Principals.
+  returned: always
+  type: list
+  elements: str
+  sample: [alice]
+valid_after:
+  description: Start of validity, ISO 8601 UTC (C(always) for no start).
+  returned: always
+  type: str
+  sample: "2026-11-25T21:54:34Z"
+valid_before:
+  description: End of validity, ISO 8601 UTC (C(forever) for no end).
+  returned: always
+  type: str
+  sample: "2026-11-26T13:59:34Z"
+resigned:
+  description: Whether the certificate was (in check mode, would be) signed anew.
+  returned: always
+  type: bool
+reason:
+  description: Why it was re-signed, or why not.
+  returned: always
+  type: str
+  sample: less than a third of its life left (17000s of 57900s)
+"""
+
+import traceback  # noqa: E402 - Ansible modules import after their documentation
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (  # noqa: E402
+    CA_ARGUMENT_SPEC,
+    ca_from_params,
+)
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import POLICIES, certificate_task  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+
+
+def main():
+    argument_spec = dict(CA_ARGUMENT_SPEC)
+    argument_spec.update({
+        "type": {"type": "str", "required": True, "choices": ["host", "user"]},
+        "public_key": {"type": "str", "no_log": False},
+        "public_key_path": {"type": "path"},
+        "path": {"type": "path", "required": True},
+        "principals": {"type": "list", "elements": "str", "required": True},
+        "valid_for": {"type": "str"},
+        "valid_from": {"type": "str"},
+        "valid_to": {"type": "str"},
+        "serial": {"type": "int"},
+        "key_id": {"type": "str"},
+        "critical_options": {"type": "dict"},
+        "extensions": {"type": "list", "elements": "str"},
+        "regenerate": {"type": "str", "default": "partial_idempotence", "choices": list(POLICIES)},
+    })
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[("public_key", "public_key_path"), ("valid_for", "valid_to")],
+        required_one_of=[("public_key", "public_key_path")],
+        supports_check_mode=True,
+    )
+    ca = ca_from_params(module)
+    try:
+        result = certificate_task(module.params, ca, module.check_mode)
+    except SSHKeyError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # report anything unexpected once, with its traceback
+        module.fail_json(msg="ssh_cert failed: %s" % exc, exception=traceback.format_exc())
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

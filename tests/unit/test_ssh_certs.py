@@ -1,0 +1,255 @@
+"""Certificates: our output judged by ssh-keygen -L, ssh-keygen -s output read by us, re-sign rules."""
+
+# ruff: noqa: S106 - the passphrases here are test fixtures, not secrets
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import collection_env, make_keypair
+
+sys.path.insert(0, collection_env()["ANSIBLE_COLLECTIONS_PATH"])
+
+from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import FileCA
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
+    CLOCK_SKEW_SECONDS,
+    CertificateError,
+    decide,
+    make_spec,
+    parse_duration,
+    parse_time,
+    read_certificate,
+    resolve_validity,
+)
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import parse_public_key
+
+NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
+
+
+def keygen_list(cert_path: Path) -> str:
+    return subprocess.run(["ssh-keygen", "-L", "-f", str(cert_path)], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def keygen_time(epoch: int) -> str:
+    """ssh-keygen -L prints validity in local time; the tests run with TZ=UTC."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+
+
+@pytest.fixture(scope="module", params=["ed25519", "rsa", "ecdsa"])
+def ca(request, tmp_path_factory) -> FileCA:
+    store = FileCA(str(tmp_path_factory.mktemp("ca") / "ca"), passphrase="ca-pass", key_type=request.param)
+    store.ensure()
+    return store
+
+
+@pytest.mark.parametrize("subject_type", ["ed25519", "rsa", "ecdsa"])
+def test_ssh_keygen_shows_our_user_certificate_fields(ca, tmp_path, subject_type):
+    pair = make_keypair(tmp_path, "subject", subject_type)
+    key = parse_public_key(pair.public_text)
+    validity = resolve_validity("user", NOW, valid_for="16h")
+    spec = make_spec("user", key, ["alice", "deploy"], validity, serial=4242, key_id="alice@example",
+                     critical_options={"force-command": "/usr/bin/id", "source-address": ["10.0.0.0/8", "127.0.0.1"]})
+    cert = ca.signer("user").sign_certificate(spec)
+    out = tmp_path / "subject-cert.pub"
+    out.write_text(cert.openssh() + "\n")
+    listing = keygen_list(out)
+    assert "user certificate" in listing
+    assert ca.public_key("user").fingerprint() in listing
+    assert key.fingerprint() in listing
+    assert 'Key ID: "alice@example"' in listing
+    assert "Serial: 4242" in listing
+    assert f"Valid: from {keygen_time(NOW - CLOCK_SKEW_SECONDS)} to {keygen_time(NOW + 16 * 3600)}" in listing
+    assert re.search(r"Principals: \n\s+alice\n\s+deploy\n", listing)
+    assert "force-command /usr/bin/id" in listing
+    assert "source-address 10.0.0.0/8,127.0.0.1" in listing
+    for extension in ("permit-agent-forwarding", "permit-port-forwarding", "permit-pty", "permit-user-rc"):
+        assert extension in listing
+    assert "permit-X11-forwarding" not in listing
+
+
+def test_ssh_keygen_shows_our_host_certificate(ca, tmp_path):
+    pair = make_keypair(tmp_path, "ssh_host_ed25519_key")
+    spec = make_spec("host", parse_public_key(pair.public_text), ["vm1.example", "127.0.0.20"],
+                     resolve_validity("host", NOW), serial=7)
+    out = tmp_path / "host-cert.pub"
+    out.write_text(ca.signer("host").sign_certificate(spec).openssh() + "\n")
+    listing = keygen_list(out)
+    assert "host certificate" in listing
+    assert ca.public_key("host").fingerprint() in listing
+    assert f"to {keygen_time(NOW + 30 * 86400)}" in listing
+    assert re.search(r"Critical Options: \(none\)\n\s+Extensions: \(none\)", listing)
+
+
+def test_we_read_what_ssh_keygen_signs(tmp_path):
+    ca_key = make_keypair(tmp_path, "ca")
+    subject = make_keypair(tmp_path, "subject", "rsa")
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca_key.private), "-I", "bob@example", "-n", "bob,root",
+                    "-z", "99", "-V", "20270101000000:20270102123000", "-O", "clear", "-O", "permit-pty",
+                    "-O", "force-command=/bin/true", "-O", "source-address=192.0.2.0/24",
+                    str(subject.public)], check=True)
+    cert = read_certificate((tmp_path / "subject-cert.pub").read_text(), "subject-cert.pub")
+    assert cert.cert_type == "user"
+    assert cert.key_id == "bob@example"
+    assert cert.principals == ("bob", "root")
+    assert cert.serial == 99
+    assert cert.valid_after == parse_time("2027-01-01T00:00:00Z", NOW, "t")[0]
+    assert cert.valid_before == parse_time("20270102123000", NOW, "t")[0]
+    assert dict(cert.critical_options) == {"force-command": "/bin/true", "source-address": "192.0.2.0/24"}
+    assert cert.extensions == ("permit-pty",)
+    assert cert.signing_ca == parse_public_key(ca_key.public_text)
+    assert cert.public_key == parse_public_key(subject.public_text)
+
+
+def test_ssh_keygen_host_certificate_is_read(tmp_path):
+    ca_key = make_keypair(tmp_path, "ca")
+    host = make_keypair(tmp_path, "host")
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca_key.private), "-h", "-I", "host1", "-n", "host1.example",
+                    "-V", "always:forever", str(host.public)], check=True)
+    info = read_certificate((tmp_path / "host-cert.pub").read_text()).info(NOW)
+    assert info["type"] == "host"
+    assert info["valid_after"] == "always" and info["valid_before"] == "forever"
+    assert info["expired"] is False
+    assert info["extensions"] == [] and info["critical_options"] == {}
+
+
+def test_tampered_certificate_is_refused(ca, tmp_path):
+    pair = make_keypair(tmp_path, "k")
+    spec = make_spec("user", parse_public_key(pair.public_text), ["alice"], resolve_validity("user", NOW))
+    cert = ca.signer("user").sign_certificate(spec)
+    forged = cert.blob.replace(b"alice", b"admin")
+    with pytest.raises(CertificateError, match="does not verify"):
+        read_certificate(f"{cert.key_type} {base64.b64encode(forged).decode()}", "forged")
+
+
+# --- validity -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("16h", 57600), ("30d", 2592000), ("+1w", 604800), ("1d12h", 129600), ("90", 90), ("5m", 300), ("-5m", -300),
+])
+def test_durations(text, seconds):
+    assert parse_duration(text, "valid_for") == seconds
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2027-01-15T08:00:00Z", NOW), ("2027-01-15 08:00", NOW), ("2027-01-15T09:00:00+01:00", NOW),
+    ("20270115080000", NOW), ("202701150800", NOW), ("20270115", NOW - 8 * 3600), ("@1800000000", NOW),
+    ("+1h", NOW + 3600), ("-1d", NOW - 86400), ("always", 0), ("forever", 2 ** 64 - 1),
+])
+def test_times(text, expected):
+    assert parse_time(text, NOW, "valid_from")[0] == expected
+
+
+def test_defaults_back_date_the_start_for_clock_skew():
+    user = resolve_validity("user", NOW)
+    host = resolve_validity("host", NOW)
+    assert user.valid_after == host.valid_after == NOW - CLOCK_SKEW_SECONDS
+    assert user.valid_before == NOW + 16 * 3600
+    assert host.valid_before == NOW + 30 * 86400
+
+
+# --- when to re-sign --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signed(tmp_path):
+    """A user certificate signed 'at NOW' for 16 h, and what it takes to ask for the same again."""
+    ca = FileCA(str(tmp_path / "ca"), allow_unencrypted=True)
+    ca.ensure()
+    key = parse_public_key(make_keypair(tmp_path, "k").public_text)
+    validity = resolve_validity("user", NOW, valid_for="16h")
+    spec = make_spec("user", key, ["alice"], validity)
+    cert = ca.signer("user").sign_certificate(spec)
+    return ca, key, spec, cert
+
+
+def ask(signed, now=NOW, policy="partial_idempotence", principals=("alice",), key=None, ca=None, **options):
+    store, own_key, _spec, cert = signed
+    validity = resolve_validity("user", now, valid_for=options.pop("valid_for", "16h"),
+                                valid_from=options.pop("valid_from", None), valid_to=options.pop("valid_to", None))
+    spec = make_spec("user", key or own_key, list(principals), validity, serial=options.pop("serial", cert.serial),
+                     **options)
+    return decide(cert, spec, (ca or store).signer("user").public_key, validity, now, policy,
+                  serial_given="serial" in options)
+
+
+def test_unchanged_certificate_is_kept(signed):
+    decision = ask(signed, now=NOW + 3600)
+    assert decision.resign is False and decision.reason == "certificate is up to date"
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"principals": ("alice", "bob")}, "principals changed"),
+    ({"key_id": "other"}, "key id changed"),
+    ({"critical_options": {"force-command": "/bin/true"}}, "critical options changed"),
+    ({"extensions": ["permit-pty"]}, "extensions changed"),
+    ({"valid_to": "2030-01-01T00:00:00Z"}, "valid_to changed"),
+])
+def test_each_change_triggers_a_re_sign(signed, change, reason):
+    options = dict(change)
+    if "valid_to" in options:
+        options["valid_for"] = None
+    decision = ask(signed, **options)
+    assert decision.resign is True and reason in decision.reason
+
+
+def test_new_public_key_triggers_a_re_sign(signed, tmp_path):
+    other = parse_public_key(make_keypair(tmp_path, "other").public_text)
+    assert "public key changed" in ask(signed, key=other).reason
+
+
+def test_other_ca_triggers_a_re_sign(signed, tmp_path):
+    other = FileCA(str(tmp_path / "other-ca"), allow_unencrypted=True)
+    other.ensure()
+    assert "signed by a different CA" in ask(signed, ca=other).reason
+
+
+def test_less_than_a_third_of_life_left_renews(signed):
+    life = 16 * 3600 + CLOCK_SKEW_SECONDS
+    end = NOW + 16 * 3600
+    just_enough = end - life // 3 - 1  # a third left, plus a second: keep
+    assert ask(signed, now=just_enough).resign is False
+    decision = ask(signed, now=end - life // 3 + 60)
+    assert decision.resign is True and "less than a third of its life left" in decision.reason
+
+
+def test_expired_certificate_is_renewed(signed):
+    decision = ask(signed, now=NOW + 17 * 3600)
+    assert decision.resign is True and "expired" in decision.reason
+
+
+def test_full_idempotence_also_compares_the_lifetime(signed):
+    assert ask(signed, valid_for="8h").resign is False
+    decision = ask(signed, valid_for="8h", policy="full_idempotence")
+    assert decision.resign is True and "lifetime changed" in decision.reason
+
+
+def test_never_keeps_and_always_re_signs(signed):
+    assert ask(signed, principals=("bob",), policy="never").resign is False
+    assert ask(signed, policy="always").resign is True
+
+
+def test_fail_policy_names_the_difference(signed):
+    with pytest.raises(CertificateError, match=r"principals changed.*regenerate=fail"):
+        ask(signed, principals=("bob",), policy="fail")
+    assert ask(signed, policy="fail").resign is False
+
+
+def test_fixed_window_is_not_renewed_in_a_loop(signed):
+    """Absolute times give the same window on every run: re-signing would change nothing."""
+    _ca, _key, _spec, cert = signed
+    window = {"valid_from": f"@{cert.valid_after}", "valid_to": f"@{cert.valid_before}", "valid_for": None}
+    assert ask(signed, now=NOW + 20 * 3600, **window).resign is False
