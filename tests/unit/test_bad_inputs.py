@@ -162,8 +162,8 @@ cert_case("authorized_keys options prefix", "public_key", lambda w: {"public_key
 cert_case("NUL byte", "public_key", lambda w: {"public_key": w["good"] + "\x00"})
 cert_case("non-UTF-8 bytes in a key file", "input.pub",
           lambda w: {"public_key_file": w["good"].encode() + b" caf\xe9\n"})
-cert_case("key file that does not exist", "public_key_path", lambda w: {"public_key_path": "/nonexistent/key.pub",
-                                                                         "public_key": None})
+cert_case("key file that does not exist", "public_key_path",
+          lambda w: {"public_key_path": "/nonexistent/key.pub", "public_key": None})
 
 # RFC 4716 files (ssh_cert's public_key_path option)
 cert_case("RFC 4716 without BEGIN marker", "input.pub",
