@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
 from labkit import hosts  # noqa: E402
+from labkit.collection import collection_env, make_importable  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -70,26 +71,8 @@ def lab_host(lab_host_factory, keypair):
 
 # --- running the collection's modules through real ansible-playbook -------------------------
 
-COLLECTIONS_ROOT = Path(os.environ.get("SSHCA_COLLECTIONS_ROOT", Path.home() / ".cache" / "sshca-azure"))
-
-
-def collection_env() -> dict[str, str]:
-    """Environment in which `sshca.azure.*` resolves to this checkout."""
-    link = COLLECTIONS_ROOT / "ansible_collections" / "sshca" / "azure"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink() or link.resolve() != REPO:
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(REPO)
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_HOST_KEY_CHECKING="False",
-        ANSIBLE_RETRY_FILES_ENABLED="False",
-        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-    )
-    return env
+# Module code under test is imported as ansible_collections.sshca.azure, this checkout.
+make_importable()
 
 
 @dataclass

@@ -10,19 +10,14 @@ only a certificate can let it in.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import pytest
-
-from conftest import collection_env, lab_available, make_keypair
-
-sys.path.insert(0, collection_env()["ANSIBLE_COLLECTIONS_PATH"])
-
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import FileCA
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import make_spec, resolve_validity
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import parse_public_key
 
+from conftest import lab_available, make_keypair
 from labkit import hosts
 
 pytestmark = pytest.mark.lab

@@ -13,15 +13,9 @@ import base64
 import hashlib
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import collection_env, make_keypair
-
-sys.path.insert(0, collection_env()["ANSIBLE_COLLECTIONS_PATH"])
-
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import FileCA
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
     certificate_task,
@@ -31,6 +25,8 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     KeypairFiles,
     SSHKeyError,
 )
+
+from conftest import make_keypair
 
 CA_PASS = "ca-pass"
 

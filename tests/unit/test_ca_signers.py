@@ -7,15 +7,9 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import collection_env, make_keypair
-
-sys.path.insert(0, collection_env()["ANSIBLE_COLLECTIONS_PATH"])
-
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (
     CASigner,
     FileCA,
@@ -39,6 +33,8 @@ from cryptography.hazmat.primitives.serialization import (
     SSHCertificateType,
     load_ssh_public_identity,
 )
+
+from conftest import make_keypair
 
 NOW = 1_800_000_000
 

@@ -8,13 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import collection_env, make_keypair
-
-sys.path.insert(0, collection_env()["ANSIBLE_COLLECTIONS_PATH"])
-
 from ansible.errors import AnsibleFilterError
 from ansible_collections.sshca.azure.plugins.filter.ssh_keys import FilterModule
+
+from conftest import collection_env, make_keypair
 
 FILTERS = FilterModule().filters()
 

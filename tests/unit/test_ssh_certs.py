@@ -7,16 +7,10 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-from conftest import collection_env, make_keypair
-
-sys.path.insert(0, collection_env()["ANSIBLE_COLLECTIONS_PATH"])
-
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import FileCA
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
     CLOCK_SKEW_SECONDS,
@@ -29,6 +23,8 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
     resolve_validity,
 )
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import parse_public_key
+
+from conftest import make_keypair
 
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
 

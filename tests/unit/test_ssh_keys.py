@@ -5,17 +5,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-
-from conftest import collection_env, make_keypair
-
-sys.path.insert(0, collection_env()["ANSIBLE_COLLECTIONS_PATH"])
-
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     KeypairFiles,
     SSHKeyError,
@@ -24,6 +16,10 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     parse_rfc4716,
     parse_rfc4716_headers,
 )
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from conftest import make_keypair
 
 # ssh-keygen -t / -b for every key type we support
 KEY_KINDS = {
