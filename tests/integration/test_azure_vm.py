@@ -1,0 +1,325 @@
+"""azure_vm and azure_vm_info against the lab's Azure emulator, through real ansible-playbook.
+
+Each VM the emulator creates is a real lab host whose public IP (127.0.0.N) answers SSH, so
+"created" is proven by logging in with the bootstrap key. ARM writes are counted from the
+emulator's request log. Lab hosts are few (CPU): one VM, a fleet of five, one partial failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import lab_available, make_keypair
+from labkit import emulator, hosts
+
+pytestmark = pytest.mark.lab
+
+RG = "rg-azure-vm"
+LOCATION = "westeurope"
+
+
+@dataclass
+class Lab:
+    emu: emulator.Client
+    subnet_id: str
+    keys: Path
+
+    def writes_since(self, since: float) -> list[dict]:
+        """ARM writes (PUT/PATCH/DELETE/POST) the emulator received since `since`, faults included."""
+        return [r for r in self.emu.requests(since) if r.get("write") and r["path"].startswith("/subscriptions/")]
+
+    def resources(self, kind: str) -> list[str]:
+        """Names of the resources of one type (virtualMachines, networkInterfaces, ...) in RG."""
+        clients = _clients(self.emu)
+        listing = {
+            "virtualMachines": lambda: clients["compute"].virtual_machines.list(RG),
+            "disks": lambda: clients["compute"].disks.list_by_resource_group(RG),
+            "networkInterfaces": lambda: clients["network"].network_interfaces.list(RG),
+            "publicIPAddresses": lambda: clients["network"].public_ip_addresses.list(RG),
+        }[kind]
+        return sorted(r.name for r in listing())
+
+
+def _clients(emu: emulator.Client) -> dict:
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    env = emu.env()
+    credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
+                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True)
+    common = {"base_url": emu.base_url, "credential_scopes": [emu.base_url + "/.default"], "polling_interval": 1}
+    sub = env["AZURE_SUBSCRIPTION_ID"]
+    return {"resource": ResourceManagementClient(credential, sub, **common),
+            "network": NetworkManagementClient(credential, sub, **common),
+            "compute": ComputeManagementClient(credential, sub, **common)}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """An emulator of our own (own state dir, own lab hosts) with a resource group and a subnet."""
+    if not lab_available():
+        pytest.fail("the emulator's VMs are lab hosts: they need root and podman (`make setup`)")
+    state = tmp_path_factory.mktemp("emulator")
+    saved = dict(os.environ)
+    with emulator.running(state) as emu:  # stops it and removes its lab hosts afterwards
+        os.environ.update(emu.env())
+        try:
+            clients = _clients(emu)
+            clients["resource"].resource_groups.create_or_update(RG, {"location": LOCATION})
+            vnet = clients["network"].virtual_networks.begin_create_or_update(RG, "vnet", {
+                "location": LOCATION,
+                "properties": {"addressSpace": {"addressPrefixes": ["10.20.0.0/16"]},
+                               "subnets": [{"name": "hosts", "properties": {"addressPrefix": "10.20.1.0/24"}}]},
+            }).result()
+            yield Lab(emu, vnet.subnets[0].id, tmp_path_factory.mktemp("keys"))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def rfc4716_of(public: Path) -> str:
+    return subprocess.run(["ssh-keygen", "-e", "-f", str(public)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def ssh_as(identity: Path, user: str, address: str) -> subprocess.CompletedProcess:
+    """A real login with only this key (no agent, no config), returning `id -un` and the hostname."""
+    return subprocess.run(["ssh", *hosts.SSH_BASE_OPTIONS, "-o", "StrictHostKeyChecking=no",
+                           "-o", "UserKnownHostsFile=/dev/null", "-i", str(identity), f"{user}@{address}", "--",
+                           "id -un; hostname"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+
+
+def by_name(result: dict) -> dict[str, dict]:
+    return {vm["name"]: vm for vm in result["vms"]}
+
+
+def test_one_vm_lifecycle(lab, ansible_module):
+    key = make_keypair(lab.keys, "one", "rsa")
+    args = {"resource_group": RG, "location": LOCATION, "name": "one-1", "subnet_id": lab.subnet_id,
+            "ssh_public_key": rfc4716_of(key.public), "tags": {"role": "web"}, "wait_for_ssh": True}
+
+    # check mode: the three planned writes are reported, none is issued
+    since = time.time()
+    run = ansible_module("azure_vm", args, check=True, diff=True)
+    assert run.changed and not run.failed, run.result.get("msg")
+    assert [(op["method"], op["change"]) for op in run.result["operations"]] == [
+        ("PUT", "create public IP"), ("PUT", "create network interface"), ("PUT", "create VM")]
+    assert run.result["diff"][0]["after"]["tags"] == {"role": "web"}
+    assert lab.writes_since(since) == []
+
+    # apply: exactly three writes, and the bootstrap key logs in on the public IP
+    lab.emu.set_faults(retry_after=1, lro_seconds={"default": 0, "virtualMachines": 4})
+    since = time.time()
+    try:
+        run = ansible_module("azure_vm", args)
+    finally:
+        lab.emu.reset_faults()
+    assert run.changed and not run.failed, run.result.get("msg")
+    assert len(lab.writes_since(since)) == 3
+    # The create was polled as often as the server's Retry-After (1 s) asked, not at a fixed long interval.
+    polls = [r for r in lab.emu.requests(since) if r["method"] == "GET" and "/operations/" in r["path"]]
+    assert len(polls) >= 4
+    [vm] = run.result["vms"]
+    assert vm["power_state"] == "running" and vm["public_ip"] and vm["private_ip"].startswith("10.20.1.")
+    login = ssh_as(key.private, "azureuser", vm["public_ip"])
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.split() == ["azureuser", "one-1"]
+
+    # idempotent check, then idempotent apply: nothing to write, nothing written
+    for check in (True, False):
+        since = time.time()
+        run = ansible_module("azure_vm", args, check=check)
+        assert not run.changed and not run.failed, run.result
+        assert run.result["operations"] == []
+        assert lab.writes_since(since) == []
+
+    # the same key given in OpenSSH form is the same key
+    since = time.time()
+    run = ansible_module("azure_vm", dict(args, ssh_public_key=key.public_text))
+    assert not run.changed and lab.writes_since(since) == []
+
+    # a tag change is one PATCH of the VM, and nothing else
+    since = time.time()
+    run = ansible_module("azure_vm", dict(args, tags={"enrolled": "yes"}), diff=True)
+    assert run.changed and not run.failed, run.result.get("msg")
+    writes = lab.writes_since(since)
+    assert [(w["method"], w["path"].rsplit("/", 2)[-2]) for w in writes] == [("PATCH", "virtualMachines")]
+    assert run.result["vms"][0]["tags"] == {"role": "web", "enrolled": "yes"}
+    assert run.result["diff"][0]["before"]["tags"] == {"role": "web"}
+
+    # exact tags replace
+    since = time.time()
+    run = ansible_module("azure_vm", dict(args, tags={"enrolled": "yes"}, append_tags=False))
+    assert run.changed and run.result["vms"][0]["tags"] == {"enrolled": "yes"}
+    assert len(lab.writes_since(since)) == 1
+
+    # a system-assigned identity is one PATCH too, then stays put
+    since = time.time()
+    run = ansible_module("azure_vm", dict(args, tags={"enrolled": "yes"}, append_tags=False, identity="system"))
+    assert run.changed and [op["change"] for op in run.result["operations"]] == ["update VM (identity)"]
+    assert [w["method"] for w in lab.writes_since(since)] == ["PATCH"]
+    since = time.time()
+    run = ansible_module("azure_vm", dict(args, tags={"enrolled": "yes"}, append_tags=False, identity="system"))
+    assert not run.changed and lab.writes_since(since) == []
+
+    # a new key or image is reported as not changeable in place: not written, not ignored
+    other = make_keypair(lab.keys, "other", "ed25519")
+    since = time.time()
+    run = ansible_module("azure_vm", dict(args, tags={"enrolled": "yes"}, append_tags=False,
+                                          ssh_public_key=other.public_text, image="ubuntu2204"))
+    assert not run.failed and not run.changed, run.result
+    [vm] = run.result["vms"]
+    assert sorted(vm["not_changeable_in_place"]) == ["image", "ssh_keys"]
+    assert "Azure cannot change image, ssh_keys in place" in vm["msg"]
+    assert "cannot change" in run.output  # the warning reaches the user
+    assert lab.writes_since(since) == []
+    assert ssh_as(other.private, "azureuser", vm["public_ip"]).returncode != 0
+
+    # azure_vm_info sees it, by name and by tag filter
+    info = ansible_module("azure_vm_info", {"resource_group": RG, "name": "one-1"})
+    assert not info.failed, info.result
+    [found] = info.result["vms"]
+    facts = (found["public_ip"], found["power_state"], found["admin_username"])
+    assert facts == (vm["public_ip"], "running", "azureuser")
+    assert ansible_module("azure_vm_info", {"tags": ["enrolled:yes"]}).result["vms"][0]["name"] == "one-1"
+    assert ansible_module("azure_vm_info", {"tags": {"enrolled": "no"}}).result["vms"] == []
+
+    # delete: check mode writes nothing; then exactly the VM, NIC, public IP and disk go
+    absent = {"resource_group": RG, "name": "one-1", "state": "absent"}
+    since = time.time()
+    run = ansible_module("azure_vm", absent, check=True)
+    assert run.changed and lab.writes_since(since) == []
+    host_names = [h.name for h in lab.emu.lab_hosts()]
+    assert host_names
+    run = ansible_module("azure_vm", absent)
+    assert run.changed and not run.failed, run.result.get("msg")
+    for kind in ("virtualMachines", "networkInterfaces", "publicIPAddresses", "disks"):
+        assert "one-1" not in " ".join(lab.resources(kind)), kind
+    assert lab.emu.lab_hosts() == []
+    assert ssh_as(key.private, "azureuser", vm["public_ip"]).returncode != 0
+    # and again: nothing left to delete
+    since = time.time()
+    run = ansible_module("azure_vm", absent)
+    assert not run.changed and lab.writes_since(since) == []
+
+
+def test_fleet_of_five_converges_under_throttling(lab, ansible_module):
+    rsa = make_keypair(lab.keys, "fleet-rsa", "rsa")
+    ed25519 = make_keypair(lab.keys, "fleet-ed", "ed25519")
+    names = [f"fleet-{n}" for n in range(1, 6)]
+    vms = [{"name": name, "ssh_public_key": rfc4716_of(rsa.public) if n % 2 else ed25519.public_text,
+            "tags": {"index": str(n)}} for n, name in enumerate(names)]
+    args = {"resource_group": RG, "location": LOCATION, "subnet_id": lab.subnet_id, "vms": vms,
+            "wait_for_ssh": True, "tags": {"fleet": "yes"}}  # an item's tags replace the top-level ones
+
+    lab.emu.set_faults(retry_after=1, faults={"rate": 0.3, "statuses": [429, 503], "paths": "^/subscriptions/"})
+    try:
+        since = time.time()
+        run = ansible_module("azure_vm", args)
+    finally:
+        lab.emu.reset_faults()
+    assert run.changed and not run.failed, run.result.get("msg")
+    requests = lab.emu.requests(since)
+    assert any(r.get("fault") in ("429", "503") for r in requests), "the faults were not injected"
+    accepted = [r for r in requests if r.get("write") and not r.get("fault")]
+    assert len(accepted) == 15  # three writes per VM, each accepted once
+
+    # no duplicates: exactly one VM, NIC, public IP and disk per name
+    for kind, suffix in (("virtualMachines", ""), ("networkInterfaces", "-nic"), ("publicIPAddresses", "-pip"),
+                         ("disks", "-osdisk")):
+        assert [n for n in lab.resources(kind) if n.startswith("fleet-")] == [n + suffix for n in names], kind
+
+    result = by_name(run.result)
+    for n, name in enumerate(names):
+        vm = result[name]
+        assert vm["tags"] == {"index": str(n)}
+        key = rsa if n % 2 else ed25519
+        login = ssh_as(key.private, "azureuser", vm["public_ip"])
+        assert login.returncode == 0, (name, login.stderr)
+        assert login.stdout.split() == ["azureuser", name]
+
+    since = time.time()
+    rerun = ansible_module("azure_vm", args)
+    assert not rerun.changed and lab.writes_since(since) == []
+
+    run = ansible_module("azure_vm", {"resource_group": RG, "state": "absent", "vms": [{"name": n} for n in names]})
+    assert run.changed and not run.failed, run.result.get("msg")
+    for kind in ("virtualMachines", "networkInterfaces", "publicIPAddresses", "disks"):
+        assert [n for n in lab.resources(kind) if n.startswith("fleet-")] == [], kind
+    assert lab.emu.lab_hosts() == []
+
+
+def test_one_failing_vm_does_not_hide_the_others(lab, ansible_module):
+    key = make_keypair(lab.keys, "partial", "ed25519")
+    args = {"resource_group": RG, "location": LOCATION, "subnet_id": lab.subnet_id,
+            "ssh_public_key": key.public_text, "public_ip": False,
+            "vms": [{"name": "part-good"}, {"name": "part-bad"}]}
+    # ARM refuses the create of one VM only.
+    lab.emu.set_faults(faults=[{"rate": 1.0, "statuses": [409], "methods": ["PUT"], "code": "OperationNotAllowed",
+                                "paths": "/virtualMachines/part-bad$"}])
+    try:
+        run = ansible_module("azure_vm", args)
+    finally:
+        lab.emu.reset_faults()
+    assert run.failed and run.changed
+    result = by_name(run.result)
+    assert not result["part-good"]["failed"] and result["part-good"]["power_state"] == "running"
+    assert result["part-bad"]["failed"]
+    assert result["part-bad"]["msg"].startswith("vms[1] (part-bad): OperationNotAllowed")
+    assert "part-bad" in run.result["msg"] and "part-good" not in run.result["msg"]
+    # The NIC made for the refused VM is reported, and removed by state=absent.
+    changes = [op["change"] for op in result["part-bad"]["operations"]]
+    assert changes == ["create network interface", "create VM (refused)"]
+    run = ansible_module("azure_vm", {"resource_group": RG, "state": "absent",
+                                      "vms": [{"name": "part-good"}, {"name": "part-bad"}]})
+    assert run.changed and not run.failed, run.result.get("msg")
+    for kind in ("virtualMachines", "networkInterfaces", "disks"):
+        assert [n for n in lab.resources(kind) if n.startswith("part-")] == [], kind
+    assert lab.emu.lab_hosts() == []
+
+
+BAD_INPUTS = [
+    ("malformed key", {"ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA"}, "bad-1: ssh_public_key: "),
+    ("rsa 1024", "rsa1024", "is a 1024-bit RSA key; at least 2048 bits are required"),
+    ("missing subnet", {"vnet_name": "vnet", "subnet_name": "nope", "subnet_id": None},
+     "subnet /subscriptions/"),
+    ("unknown image", {"image": "ubuntu1804"}, "image 'ubuntu1804' is not a preset"),
+    ("bad name", {"name": "web_1"}, "name 'web_1' must be 1-64 letters"),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_fails_before_any_write(lab, ansible_module, case, change, message):
+    key = make_keypair(lab.keys, f"bad-{case.replace(' ', '-')}", "ed25519")
+    args = {"resource_group": RG, "location": LOCATION, "name": "bad-1", "subnet_id": lab.subnet_id,
+            "ssh_public_key": key.public_text}
+    if change == "rsa1024":
+        weak = lab.keys / "weak-rsa1024"
+        if not weak.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "1024", "-N", "", "-f", str(weak)], check=True)
+        change = {"ssh_public_key": weak.with_suffix(".pub").read_text()}
+    args.update(change)
+    args = {k: v for k, v in args.items() if v is not None}
+    since = time.time()
+    run = ansible_module("azure_vm", args)
+    assert run.failed
+    assert message in run.result["msg"] and "\n" not in run.result["msg"], run.result["msg"]
+    if case == "missing subnet":
+        assert run.result["msg"].endswith("does not exist")
+    assert lab.writes_since(since) == []
+
+
+def test_secret_never_reaches_the_output(lab, ansible_module):
+    secret = lab.emu.env()["AZURE_CLIENT_SECRET"]
+    run = ansible_module("azure_vm_info", {"resource_group": RG, "secret": secret}, verbosity=3)
+    assert not run.failed, run.result
+    assert secret not in run.output

@@ -1,0 +1,165 @@
+"""Azure auth options, cloud endpoints and the retry policy every ARM client gets."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.sshca.azure.plugins.module_utils import _azure
+from azure.core import PipelineClient
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest import HttpRequest
+from azure.identity import AzureCliCredential, ClientSecretCredential, ManagedIdentityCredential
+
+LAB = {"arm_endpoint": "https://127.0.0.1:8443", "authority_host": "https://127.0.0.1:8443"}
+
+
+def options(env=None, monkeypatch=None, **given):
+    """The auth options as AnsibleModule would resolve them (env fallbacks included)."""
+    for name in ("AZURE_SUBSCRIPTION_ID", "AZURE_TENANT", "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_SECRET",
+                 "AZURE_CLIENT_SECRET", "AZURE_CLOUD_ENVIRONMENT", "AZURE_AUTHORITY_HOST",
+                 *_azure.ARM_ENDPOINT_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    result = ArgumentSpecValidator(_azure.AUTH_ARGUMENT_SPEC).validate(given)
+    assert not result.error_messages
+    return result.validated_parameters
+
+
+@pytest.mark.parametrize(("cloud", "arm", "authority"), [
+    ("AzureCloud", "https://management.azure.com", "https://login.microsoftonline.com"),
+    ("AzureChinaCloud", "https://management.chinacloudapi.cn", "https://login.chinacloudapi.cn"),
+    ("AzureUSGovernment", "https://management.usgovcloudapi.net", "https://login.microsoftonline.us"),
+])
+def test_known_clouds(monkeypatch, cloud, arm, authority):
+    resolved = _azure.resolve_cloud(options(monkeypatch=monkeypatch, cloud_environment=cloud))
+    assert (resolved.arm_endpoint, resolved.authority_host, resolved.custom) == (arm, authority, False)
+    assert resolved.scope == arm + "/.default"
+
+
+def test_custom_endpoint_from_the_environment(monkeypatch):
+    params = options({"AZURE_ARM_ENDPOINT": "https://127.0.0.1:8443/", "AZURE_AUTHORITY_HOST": "127.0.0.1:8443"},
+                     monkeypatch)
+    cloud = _azure.resolve_cloud(params)
+    assert cloud.arm_endpoint == "https://127.0.0.1:8443"
+    assert cloud.authority_host == "https://127.0.0.1:8443"
+    assert cloud.scope == "https://127.0.0.1:8443/.default"
+    assert cloud.custom
+
+
+def test_cloud_environment_may_be_the_endpoint_url(monkeypatch):
+    params = options(monkeypatch=monkeypatch, cloud_environment="https://127.0.0.1:9443",
+                     authority_host="https://127.0.0.1:9443")
+    assert _azure.resolve_cloud(params).arm_endpoint == "https://127.0.0.1:9443"
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"arm_endpoint": "https://127.0.0.1:8443"}, "authority_host is required with a custom ARM endpoint"),
+    ({"cloud_environment": "AzureGermanCloud"}, "cloud_environment 'AzureGermanCloud' is not one of"),
+    ({"arm_endpoint": "http://127.0.0.1:8443", "authority_host": "https://127.0.0.1"},
+     "arm_endpoint must be an https URL"),
+])
+def test_endpoint_settings_that_cannot_work(monkeypatch, given, message):
+    with pytest.raises(_azure.AzureConfigError, match=message):
+        _azure.resolve_cloud(options(monkeypatch=monkeypatch, **given))
+
+
+def test_azcollection_variable_names_are_read(monkeypatch):
+    params = options({"AZURE_SECRET": "s1", "AZURE_TENANT": "t1", "AZURE_CLIENT_ID": "c1",
+                      "AZURE_SUBSCRIPTION_ID": "sub"}, monkeypatch)
+    assert (params["secret"], params["tenant"], params["client_id"], params["subscription_id"]) == \
+        ("s1", "t1", "c1", "sub")
+
+
+def test_azure_identity_variable_names_are_read(monkeypatch):
+    params = options({"AZURE_CLIENT_SECRET": "s2", "AZURE_TENANT_ID": "t2"}, monkeypatch)
+    assert (params["secret"], params["tenant"]) == ("s2", "t2")
+
+
+def test_secret_is_no_log():
+    assert _azure.AUTH_ARGUMENT_SPEC["secret"]["no_log"] is True
+
+
+def test_service_principal_on_a_custom_authority_skips_instance_discovery(monkeypatch):
+    params = options(monkeypatch=monkeypatch, tenant="t", client_id="c", secret="s", **LAB)  # noqa: S106
+    credential = _azure.build_credential(params, _azure.resolve_cloud(params))
+    assert isinstance(credential, ClientSecretCredential)
+    # MSAL would otherwise ask a public host whether this authority is valid.
+    assert credential._instance_discovery is False
+
+
+@pytest.mark.parametrize(("source", "kind"), [("cli", AzureCliCredential), ("msi", ManagedIdentityCredential)])
+def test_sources(monkeypatch, source, kind):
+    params = options(monkeypatch=monkeypatch, auth_source=source)
+    assert isinstance(_azure.build_credential(params, _azure.resolve_cloud(params)), kind)
+
+
+def test_env_source_reads_the_environment_not_the_task(monkeypatch):
+    params = options({"AZURE_TENANT": "env-tenant", "AZURE_CLIENT_ID": "env-client", "AZURE_SECRET": "env-secret"},
+                     monkeypatch, auth_source="env", client_id="task-client", **LAB)
+    credential = _azure.build_credential(params, _azure.resolve_cloud(params))
+    assert isinstance(credential, ClientSecretCredential)
+    assert (credential._tenant_id, credential._client_id) == ("env-tenant", "env-client")
+
+
+def test_credential_source_names_what_is_missing(monkeypatch):
+    params = options(monkeypatch=monkeypatch, auth_source="credential", client_id="c")
+    with pytest.raises(_azure.AzureConfigError, match="needs tenant, secret"):
+        _azure.build_credential(params, _azure.resolve_cloud(params))
+
+
+def test_auto_on_a_custom_endpoint_never_falls_back_to_the_default_chain(monkeypatch):
+    params = options(monkeypatch=monkeypatch, **LAB)
+    with pytest.raises(_azure.AzureConfigError, match="needs tenant, client_id and secret"):
+        _azure.build_credential(params, _azure.resolve_cloud(params))
+
+
+class ScriptedTransport(HttpTransport):
+    """Answers from a script of (status, headers); records each request's method."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.methods = []
+        self.waits = []
+
+    def send(self, request, **kwargs):
+        import requests
+        from azure.core.pipeline.transport._requests_basic import RequestsTransportResponse
+
+        status, headers = self.script.pop(0)
+        self.methods.append(request.method)
+        raw = requests.Response()
+        raw.status_code, raw._content = status, b"{}"
+        raw.headers.update(headers)
+        return RequestsTransportResponse(request, raw)
+
+    def sleep(self, duration):
+        self.waits.append(duration)
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def __exit__(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "GET"])
+@pytest.mark.parametrize("status", [429, 503])
+def test_throttled_writes_are_retried_after_the_servers_wait(method, status):
+    transport = ScriptedTransport([(status, {"Retry-After": "7"}), (status, {"Retry-After": "3"}), (200, {})])
+    policy = _azure.IdempotentRetryPolicy(retry_total=3)
+    client = PipelineClient("https://127.0.0.1:1", transport=transport, policies=[policy])
+    response = client.send_request(HttpRequest(method, "https://127.0.0.1:1/x"))
+    assert response.status_code == 200
+    assert transport.methods == [method] * 3
+    assert transport.waits == [7, 3]  # the server's Retry-After, not a fixed interval
+
+
+def test_a_throttled_spell_longer_than_three_answers_is_waited_out():
+    transport = ScriptedTransport([(429, {"Retry-After": "1"})] * 6 + [(200, {})])
+    client = PipelineClient("https://127.0.0.1:1", transport=transport, policies=[_azure.retry_policy()])
+    assert client.send_request(HttpRequest("PUT", "https://127.0.0.1:1/x")).status_code == 200
+    assert len(transport.methods) == 7

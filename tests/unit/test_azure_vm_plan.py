@@ -1,0 +1,285 @@
+"""azure_vm planning: which ARM writes a desired state leads to, and what is refused locally.
+
+No network: specs and plans are built from ARM-shaped dicts, as the emulator or Azure return them.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+
+import pytest
+from ansible_collections.sshca.azure.plugins.module_utils import _azure_vm as azvm
+
+SUB = "00000000-0000-0000-0000-000000000001"
+RG = "rg-test"
+SUBNET = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/hosts"
+
+
+class FakeSession:
+    """Only what planning touches: ids. Clients are never called while planning."""
+
+    subscription_id = SUB
+    compute = network = None
+
+    def resource_id(self, resource_group, provider_type, name):
+        return f"/subscriptions/{SUB}/resourceGroups/{resource_group}/providers/{provider_type}/{name}"
+
+
+def keygen(tmp_path, key_type="ed25519", bits=None, name="id"):
+    path = tmp_path / name
+    argv = ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", "me@example", "-f", str(path)]
+    if bits:
+        argv += ["-b", str(bits)]
+    subprocess.run(argv, check=True)
+    return path
+
+
+@pytest.fixture
+def ssh_key(tmp_path):
+    return keygen(tmp_path).with_suffix(".pub").read_text()
+
+
+def params(**overrides):
+    base = {"resource_group": RG, "state": "present", "name": None, "vms": None, "location": "westeurope",
+            "subnet_id": SUBNET, "concurrency": 5, "timeout": 60}
+    base.update({k: None for k in azvm.VM_OPTION_SPEC if k not in base})
+    base.update(overrides)
+    return base
+
+
+def specs(**overrides):
+    return azvm.build_specs(FakeSession(), params(**overrides))
+
+
+def existing(spec, **changes):
+    """ARM's view of a VM made from `spec` (with its NIC and public IP), then `changes` applied."""
+    vm = azvm.vm_body(spec, "westeurope", dict(spec.tags))
+    vm.update(id=spec.vm_id, name=spec.name)
+    vm["properties"]["storageProfile"]["osDisk"].update(diskSizeGB=30,
+                                                        managedDisk={"storageAccountType": "Premium_LRS"})
+    vm["properties"]["storageProfile"]["imageReference"]["exactVersion"] = "22.04.202411010"
+    nic = azvm.nic_body(spec, "westeurope", True, None)
+    nic.update(id=spec.nic_id, name=spec.name + "-nic")
+    pip = azvm.pip_body(spec, "westeurope")
+    pip.update(id=spec.pip_id, name=spec.name + "-pip")
+    for dotted, value in changes.items():
+        target = vm
+        *path, last = dotted.split(".")
+        for part in path:
+            target = target[part]
+        target[last] = value
+    return azvm.Actual(vm, nic, pip)
+
+
+def plan(spec, actual):
+    return azvm.plan_present(FakeSession(), spec, actual, {})
+
+
+def writes(p):
+    return [(s.method, s.id.rsplit("/", 2)[-2], s.change) for s in p.steps]
+
+
+def test_create_is_three_writes_in_dependency_order(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
+    p = plan(spec, azvm.Actual())
+    assert [(m, kind) for m, kind, _change in writes(p)] == [
+        ("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces"), ("PUT", "virtualMachines")]
+
+
+def test_create_without_public_ip_is_two_writes(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key, public_ip=False)
+    assert [kind for _m, kind, _c in writes(plan(spec, azvm.Actual()))] == ["networkInterfaces", "virtualMachines"]
+
+
+def test_vm_body_disables_passwords_and_sends_one_openssh_line(tmp_path):
+    rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", str(keygen(tmp_path, "rsa", 2048).with_suffix(".pub"))],
+                             capture_output=True, text=True, check=True).stdout
+    [spec] = specs(name="web-1", ssh_public_key=rfc4716, admin_username="ops")
+    linux = azvm.vm_body(spec, "westeurope", {})["properties"]["osProfile"]["linuxConfiguration"]
+    assert linux["disablePasswordAuthentication"] is True
+    [key] = linux["ssh"]["publicKeys"]
+    assert key["path"] == "/home/ops/.ssh/authorized_keys"
+    assert key["keyData"].startswith("ssh-rsa AAAA") and "\n" not in key["keyData"]
+    # The line sent is the same key ssh-keygen converted from.
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", "-"], input=key["keyData"], capture_output=True,
+                                 text=True, check=True).stdout.split()[1]
+    assert fingerprint == spec.ssh_key.fingerprint()
+
+
+def test_same_state_plans_no_write(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
+    p = plan(spec, existing(spec))
+    assert p.steps == [] and p.not_changeable == []
+
+
+def test_same_key_in_rfc4716_form_is_no_change(tmp_path):
+    public = keygen(tmp_path).with_suffix(".pub")
+    rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", str(public)], capture_output=True, text=True,
+                             check=True).stdout
+    [given_openssh] = specs(name="web-1", ssh_public_key=public.read_text())
+    [given_rfc4716] = specs(name="web-1", ssh_public_key=rfc4716)
+    assert plan(given_rfc4716, existing(given_openssh)).steps == []
+
+
+def test_tag_change_is_one_patch_of_tags_only(ssh_key):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
+    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"enrolled": "yes"})
+    p = plan(new, existing(old))
+    assert [(m, kind) for m, kind, _change in writes(p)] == [("PATCH", "virtualMachines")]
+    assert p.after["tags"] == {"role": "web", "enrolled": "yes"}  # append_tags merges
+    assert p.steps[0].body == {"tags": {"role": "web", "enrolled": "yes"}}
+
+
+def test_exact_tags_replace(ssh_key):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
+    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"enrolled": "yes"}, append_tags=False)
+    assert plan(new, existing(old)).after["tags"] == {"enrolled": "yes"}
+
+
+def test_contained_tags_with_append_are_no_change(ssh_key):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web", "team": "a"})
+    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
+    assert plan(new, existing(old)).steps == []
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"image": "ubuntu2404"}, "image"),
+    ({"admin_username": "ops"}, "admin_username"),
+    ({"zone": "2"}, "zone"),
+    ({"os_disk": {"size_gb": 64}}, "os_disk.size_gb"),
+])
+def test_not_changeable_in_place_is_reported_not_written(ssh_key, change, field):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key, image="ubuntu2204")
+    [new] = specs(**{"name": "web-1", "ssh_public_key": ssh_key, "image": "ubuntu2204", **change})
+    p = plan(new, existing(old))
+    assert p.not_changeable == [field]
+    assert p.steps == []
+
+
+def test_new_key_is_reported_not_written(tmp_path):
+    first = keygen(tmp_path, name="a").with_suffix(".pub").read_text()
+    second = keygen(tmp_path, name="b").with_suffix(".pub").read_text()
+    [old] = specs(name="web-1", ssh_public_key=first)
+    [new] = specs(name="web-1", ssh_public_key=second, tags={"x": "1"})
+    p = plan(new, existing(old))
+    assert p.not_changeable == ["ssh_keys"]
+    assert [(m, kind) for m, kind, _change in writes(p)] == [("PATCH", "virtualMachines")]  # the tag still applies
+
+
+def test_size_change_is_patch(ssh_key):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key)
+    [new] = specs(name="web-1", ssh_public_key=ssh_key, size="Standard_D2s_v5")
+    p = plan(new, existing(old))
+    assert [(m, c) for m, _k, c in writes(p)] == [("PATCH", "update VM (size)")]
+
+
+def test_dropping_the_public_ip_detaches_then_deletes_it(ssh_key):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key)
+    [new] = specs(name="web-1", ssh_public_key=ssh_key, public_ip=False)
+    assert [(m, kind) for m, kind, _c in writes(plan(new, existing(old)))] == [
+        ("PUT", "networkInterfaces"), ("DELETE", "publicIPAddresses")]
+
+
+def test_adding_a_public_ip_creates_then_attaches_it(ssh_key):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key, public_ip=False)
+    [new] = specs(name="web-1", ssh_public_key=ssh_key)
+    actual = existing(old)
+    actual = azvm.Actual(actual.vm, azvm.nic_body(old, "westeurope", False, None) | {"id": old.nic_id}, None)
+    assert [(m, kind) for m, kind, _c in writes(plan(new, actual))] == [
+        ("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces")]
+
+
+def test_subnet_in_another_network_is_not_changeable(ssh_key):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key)
+    [new] = specs(name="web-1", ssh_public_key=ssh_key, subnet_id=SUBNET.replace("/vnet/", "/vnet2/"))
+    p = plan(new, existing(old))
+    assert p.not_changeable == ["subnet_id (other virtual network)"] and p.steps == []
+
+
+def test_latest_image_matches_any_deployed_version(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key, image={"publisher": "canonical",
+                                                                "offer": "0001-com-ubuntu-server-jammy",
+                                                                "sku": "22_04-lts-gen2"})
+    [deployed] = specs(name="web-1", ssh_public_key=ssh_key, image="ubuntu2204")
+    assert plan(spec, existing(deployed)).steps == []
+
+
+def test_delete_removes_only_what_carries_the_marker(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
+    actual = existing(spec)
+    foreign = copy.deepcopy(actual)
+    foreign.nic["tags"] = {}
+    foreign.pip["tags"] = {azvm.MARKER_TAG: "another-vm"}
+    [absent] = specs(name="web-1", state="absent")
+    ours = [(m, k) for m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, actual))]
+    assert ("DELETE", "virtualMachines") in ours and ("DELETE", "networkInterfaces") in ours
+    assert ("DELETE", "publicIPAddresses") in ours
+    theirs = [k for _m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, foreign))]
+    assert "networkInterfaces" not in theirs and "publicIPAddresses" not in theirs
+
+
+def test_nothing_there_plans_no_delete():
+    [absent] = specs(name="web-1", state="absent")
+    assert azvm.plan_absent(FakeSession(), absent, azvm.Actual()).steps == []
+
+
+def test_leftover_nic_of_someone_else_stops_create(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
+    actual = existing(spec)
+    leftover = azvm.Actual(None, dict(actual.nic, tags={}), None)
+    assert "was not made by this module" in plan(spec, leftover).error
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"name": "bad_name!"}, "name 'bad_name!' must be"),
+    ({"name": "-web"}, "must be 1-64 letters"),
+    ({"image": "ubuntu1804"}, "image 'ubuntu1804' is not a preset"),
+    ({"image": {"publisher": "Canonical"}}, "missing: offer, sku"),
+    ({"ssh_public_key": "ssh-ed25519 AAAA-not-base64"}, "ssh_public_key"),
+    ({"ssh_public_key": None}, "ssh_public_key is required"),
+    ({"subnet_id": None}, "give subnet_id, or vnet_name and subnet_name"),
+    ({"subnet_id": "/subscriptions/x/hosts"}, "is not a subnet resource id"),
+    ({"admin_username": "root"}, "admin_username 'root' is not allowed"),
+    ({"tags": {azvm.MARKER_TAG: "x"}}, "reserved"),
+    ({"dns_label": "Web_1"}, "dns_label"),
+])
+def test_bad_input_is_refused_locally_with_the_input_named(ssh_key, overrides, message):
+    args = {"name": "web-1", "ssh_public_key": ssh_key}
+    args.update(overrides)
+    with pytest.raises(azvm.VMInputError, match=message) as err:
+        specs(**args)
+    assert "\n" not in str(err.value)
+
+
+def test_rsa_1024_is_refused(tmp_path):
+    weak = keygen(tmp_path, "rsa", 1024).with_suffix(".pub").read_text()
+    with pytest.raises(azvm.VMInputError, match=r"vms\[1\] \(b\): ssh_public_key: is a 1024-bit RSA key"):
+        specs(vms=[{"name": "a"}, {"name": "b", "ssh_public_key": weak}],
+              ssh_public_key=keygen(tmp_path, name="ok").with_suffix(".pub").read_text())
+
+
+def test_ecdsa_is_refused_as_azure_would(tmp_path):
+    ecdsa = keygen(tmp_path, "ecdsa").with_suffix(".pub").read_text()
+    with pytest.raises(azvm.VMInputError, match="Azure takes only ssh-rsa and ssh-ed25519 keys"):
+        specs(name="web-1", ssh_public_key=ecdsa)
+
+
+def test_vms_items_override_defaults_and_are_type_checked(ssh_key):
+    a, b = specs(ssh_public_key=ssh_key, size="Standard_B1s",
+                 vms=[{"name": "a"}, {"name": "b", "size": "Standard_D2s_v5", "public_ip": "no"}])
+    assert (a.size, a.public_ip, a.admin_username) == ("Standard_B1s", True, "azureuser")
+    assert (b.size, b.public_ip) == ("Standard_D2s_v5", False)
+    with pytest.raises(azvm.VMInputError, match=r"vms\[0\].*sizee"):
+        specs(ssh_public_key=ssh_key, vms=[{"name": "a", "sizee": "x"}])
+    with pytest.raises(azvm.VMInputError, match="listed twice"):
+        specs(ssh_public_key=ssh_key, vms=[{"name": "a"}, {"name": "A"}])
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ({"role": "web", "any": None}, [("role", "web"), ("any", None)]),
+    (["role:web", "enrolled"], [("role", "web"), ("enrolled", None)]),
+    (None, []),
+])
+def test_tag_filter_forms(given, expected):
+    assert azvm.parse_tag_filter(given) == expected
