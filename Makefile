@@ -69,7 +69,8 @@ lint:
 	@echo "== ruff =="
 	@$(VENV)/bin/ruff check .
 	@echo "== ansible-lint =="
-	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint --offline -q
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$$($(PY) -c 'import sys; sys.path.insert(0, "tests/lab"); \
+		from labkit.collection import collections_root; print(collections_root())') $(VENV)/bin/ansible-lint --offline -q
 
 sanity: $(HOME)/.ansible/test/cache/.standin
 	@echo "== ansible-test sanity =="

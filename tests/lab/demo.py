@@ -1,65 +1,132 @@
-"""`make demo`: show a newcomer what sshca.azure does, against the local lab.
+"""`make demo`: the whole sshca.azure flow against the local lab, in about a minute.
 
-Today it covers the first two steps of the flow: a fresh bootstrap key, and a "VM" (a lab
-host) that accepts it. Later steps (emulated Azure, enrollment, lockout) join as they land.
+1. the lab's Azure emulator with a resource group and a subnet (what Terraform would make);
+2. `ansible-playbook playbooks/enroll.yml`: bootstrap keypair, a VM, host certificate,
+   principals, enrollment tags, commit-confirmed key lockout, proofs;
+3. the bootstrap key refused, a certificate login accepted with the host checked only against
+   the host CA (no trust-on-first-use).
+
+The emulator and its VM keep running afterwards so you can try it yourself.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+LAB = Path(__file__).resolve().parent
+REPO = LAB.parent.parent
+sys.path.insert(0, str(LAB))
 
-from labkit import hosts, image
+from labkit import emulator, hosts, image  # noqa: E402
 
-DEMO_HOST = "demo-vm"
-WORK = Path.home() / ".sshca-demo"
+DEMO = Path.home() / ".sshca-demo"
+WORK = DEMO / "work"
+EMULATOR_STATE = DEMO / "emulator"
+RESOURCE_GROUP = "rg-sshca-demo"
+LOCATION = "westeurope"
+VM = "demo-vm"
 
 
 def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
+def make_network(emu: emulator.Client) -> str:
+    """A resource group and a subnet, as terraform/modules/network would make them."""
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    env = emu.env()
+    credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
+                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True)
+    common = {"base_url": emu.base_url, "credential_scopes": [emu.base_url + "/.default"], "polling_interval": 1}
+    subscription = env["AZURE_SUBSCRIPTION_ID"]
+    ResourceManagementClient(credential, subscription, **common).resource_groups.create_or_update(
+        RESOURCE_GROUP, {"location": LOCATION})
+    vnet = NetworkManagementClient(credential, subscription, **common).virtual_networks.begin_create_or_update(
+        RESOURCE_GROUP, "vnet-demo", {
+            "location": LOCATION,
+            "properties": {"addressSpace": {"addressPrefixes": ["10.40.0.0/16"]},
+                           "subnets": [{"name": "hosts", "properties": {"addressPrefix": "10.40.1.0/24"}}]},
+        }).result()
+    return vnet.subnets[0].id
+
+
+def ansible_env(emu: emulator.Client) -> dict[str, str]:
+    collections = DEMO / "collections"
+    link = collections / "ansible_collections" / "sshca" / "azure"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(REPO)
+    return dict(os.environ) | emu.env() | {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        "ANSIBLE_NOCOLOR": "1",
+        # A CA for this demo only; set SSHCA_CA_PASSPHRASE yourself to choose it.
+        "SSHCA_CA_PASSPHRASE": os.environ.get("SSHCA_CA_PASSPHRASE", "sshca-demo-only"),
+    }
+
+
+def ssh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ssh", *hosts.SSH_BASE_OPTIONS, "-o", "LogLevel=ERROR", *args], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=60)
+
+
 def main() -> int:
-    WORK.mkdir(mode=0o700, exist_ok=True)
-    key = WORK / "bootstrap_ed25519"
-    say("Step 1: make a fresh bootstrap keypair (the key a new VM is created with).")
-    for old in (key, key.with_suffix(".pub")):
-        old.unlink(missing_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "sshca-demo-bootstrap", "-f", str(key)],
-                   check=True)
-    rfc4716 = subprocess.run(["ssh-keygen", "-e", "-m", "RFC4716", "-f", f"{key}.pub"], capture_output=True,
-                             text=True, check=True).stdout
-    print(f"    private key: {key} (0600, never leaves this machine)")
-    print("    public key in RFC 4716 form, as Azure's 'use existing public key' field takes it:")
-    print("".join(f"      {line}\n" for line in rfc4716.splitlines()), end="")
-
-    say("Step 2: start a lab host - a Debian container with systemd and OpenSSH that stands in for")
-    print("    an Azure VM. Its sshd answers only on its own loopback address, its 'public IP'.")
+    say("Step 1: the lab's Azure emulator, with a resource group and a subnet.")
     print(f"    host image: {image.ensure()}")
-    host = hosts.start_host(DEMO_HOST, [Path(f"{key}.pub").read_text()], owner="demo", hostname="demo-vm")
-    print(f"    {host.name} is up at {host.address}, admin user {host.admin_user}")
+    emulator.down(EMULATOR_STATE)  # a previous demo's VM and state go first
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True, mode=0o700)
+    emu = emulator.up(EMULATOR_STATE)
+    os.environ.update(emu.env())  # the SDK reads the emulator's CA bundle from here
+    subnet_id = make_network(emu)
+    print(f"    emulator at {emu.base_url}; subnet {subnet_id.rsplit('/', 3)[-3]}/hosts in {RESOURCE_GROUP}")
 
-    say(f"Step 3: log in with the bootstrap key: ssh -i {key} {host.admin_user}@{host.address}")
-    with tempfile.NamedTemporaryFile("w+") as known_hosts:
-        # First contact is trust-on-first-use today; host certificates remove this step later.
-        scan = subprocess.run(["ssh-keyscan", host.address], capture_output=True, text=True, check=True)
-        known_hosts.write(scan.stdout)
-        known_hosts.flush()
-        login = host.ssh(key, "echo \"logged in to $(hostname) as $(id -un)\"", known_hosts=known_hosts.name)
-    if login.returncode != 0:
-        print(f"    login FAILED: {login.stderr.strip()}")
+    say("Step 2: ansible-playbook playbooks/enroll.yml - bootstrap key, VM, host certificate, lockout, proofs.")
+    variables = WORK.parent / "enroll-vars.json"
+    variables.write_text(json.dumps({
+        "sshca_work_dir": str(WORK), "sshca_resource_group": RESOURCE_GROUP, "sshca_location": LOCATION,
+        "sshca_subnet_id": subnet_id, "sshca_fleet": [{"name": VM, "host_tags": {"role": "demo"}}],
+        "sshca_access_rules": [{"principal": "grp:demo", "accounts": ["azureuser"], "host_tags": {"role": "demo"}}],
+    }))
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), str(REPO / "playbooks" / "enroll.yml"),
+                          "-e", f"@{variables}"], capture_output=True, text=True, env=ansible_env(emu), cwd=DEMO)
+    recap = run.stdout[run.stdout.rfind("TASK [Show the summary]"):]
+    print("".join(f"    {line}\n" for line in recap.splitlines()[1:] if line.strip()), end="")
+    if run.returncode != 0:
+        print(run.stdout[-3000:] + run.stderr[-2000:])
         return 1
-    print(f"    {login.stdout.strip()}")
+    summary = json.loads(recap[recap.index("{"):recap.index("\nPLAY RECAP")])["sshca_summary | default({})"]
+    address = summary[VM]["address"]
 
-    say("Done. The host keeps running so you can try it yourself:")
-    print(f"    ssh -o StrictHostKeyChecking=no -i {key} {host.admin_user}@{host.address}")
-    print("    make lab-down   # removes every lab host")
-    print("\nNext steps of the flow (emulated Azure, host certificates, key lockout) arrive with later")
-    print("issues; see README.md.")
+    say(f"Step 3: the bootstrap key alone: ssh -i {WORK}/bootstrap/id_rsa azureuser@{address}")
+    refused = ssh("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                  "-i", str(WORK / "bootstrap" / "id_rsa"), f"azureuser@{address}", "true")
+    print(f"    exit {refused.returncode}: {refused.stderr.strip()}")
+
+    say(f"Step 4: a certificate login, the host checked only against the host CA: ssh -F {WORK}/ssh_config {VM}")
+    accepted = subprocess.run(["ssh", "-F", str(WORK / "ssh_config"), "-o", "BatchMode=yes", "-o", "ControlPath=none",
+                               VM, "echo \"logged in to $(hostname) as $(id -un)\""],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    print(f"    {accepted.stdout.strip() or accepted.stderr.strip()}")
+    print(f"    known_hosts holds only: {(WORK / 'known_hosts').read_text().splitlines()[1][:70]}...")
+    if refused.returncode != 255 or accepted.returncode != 0:
+        return 1
+
+    say("Done. The emulator and the VM keep running; try:")
+    print(f"    ssh -F {WORK}/ssh_config {VM}")
+    print("    # with SSHCA_CA_PASSPHRASE set to the demo's (tests/lab/demo.py):")
+    print(f"    ANSIBLE_COLLECTIONS_PATH={DEMO}/collections \\")
+    print(f"      ansible-playbook playbooks/user_cert.yml -e sshca_work_dir={WORK} "
+          "-e '{\"sshca_user_principals\": [\"grp:demo\"]}'   # a 16 h certificate for you")
+    print(f"    tests/lab/labctl down --state-dir {EMULATOR_STATE}   # removes the emulator and its VM")
     return 0
 
 

@@ -1,0 +1,201 @@
+"""playbooks/enroll.yml and its roles against lab hosts, judged by real sshd and real logins.
+
+Each case runs through ansible-playbook the way users do: check -> apply -> idempotent check ->
+idempotent apply, with the `changed` counts of the play recap asserted every time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, collection_env, make_keypair
+
+pytestmark = pytest.mark.lab
+
+PASSPHRASE = "lab-ca-passphrase-not-secret"  # noqa: S105 - a throwaway CA in tmp_path
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+
+    def recap(self, host: str) -> dict[str, int]:
+        for name, ok, changed, unreachable, failed in RECAP.findall(self.output):
+            if name == host:
+                return {"ok": int(ok), "changed": int(changed), "unreachable": int(unreachable),
+                        "failed": int(failed)}
+        raise AssertionError(f"no recap for {host}:\n{self.output[-3000:]}")
+
+    def changed(self, host: str) -> int:
+        return self.recap(host)["changed"]
+
+
+def run_playbook(name: str, extra_vars: dict, cwd: Path, *, check: bool = False,
+                 extra_args: tuple[str, ...] = ()) -> PlaybookRun:
+    variables = cwd / f"vars-{name}.json"
+    variables.write_text(json.dumps(extra_vars))
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), str(REPO / "playbooks" / name),
+            "-e", f"@{variables}", *extra_args]
+    if check:
+        argv.append("--check")
+    env = collection_env() | {"SSHCA_CA_PASSPHRASE": PASSPHRASE}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=600, check=False)
+    return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
+
+
+def login(host, identity: Path, *command: str, user: str | None = None,
+          known_hosts: Path | None = None) -> subprocess.CompletedProcess:
+    return host.ssh(identity, *(command or ("true",)), user=user,
+                    known_hosts=str(known_hosts) if known_hosts else None)
+
+
+def user_cert(work: Path, name: str, principals: list[str]) -> Path:
+    """A user key with a certificate from the fleet's user CA, issued by playbooks/user_cert.yml."""
+    key = work / "users" / name
+    run = run_playbook("user_cert.yml", {"sshca_work_dir": str(work), "sshca_user_key_path": str(key),
+                                         "sshca_user_principals": principals, "sshca_user_key_id": name}, work)
+    assert run.rc == 0, run.output[-3000:]
+    return key
+
+
+RULES = [
+    {"principal": "grp:noob", "accounts": ["azureuser"], "host_tags": {"role": "noob"}},
+    {"principal": "grp:platform", "accounts": ["azureuser", "ops"], "host_tags": {}},
+    {"principal": "grp:web", "accounts": ["azureuser"], "host_tags": {"role": "web"}},
+]
+
+
+def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_host_factory, tmp_path):
+    work = tmp_path / "sshca"
+    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
+    # The bootstrap key enroll.yml would make; given here so the lab host can authorize it first.
+    (work / "bootstrap").mkdir(parents=True)
+    for src, dest in ((bootstrap.private, "id_rsa"), (bootstrap.public, "id_rsa.pub")):
+        (work / "bootstrap" / dest).write_bytes(src.read_bytes())
+    key = work / "bootstrap" / "id_rsa"
+    key.chmod(0o600)
+    host = lab_host_factory([bootstrap.public_text], hostname="noob-1")
+    extra = {"sshca_work_dir": str(work), "sshca_access_rules": RULES, "sshca_accounts": [{"name": "ops"}],
+             "sshca_hosts": [{"name": "noob-1", "address": host.address, "private_ip": "10.0.1.4",
+                              "host_tags": {"role": "noob"}}]}
+
+    check = run_playbook("enroll.yml", extra, tmp_path, check=True)
+    assert check.rc == 0, check.output[-4000:]
+    assert check.changed("localhost") > 0
+    assert '"would_enroll": true' in check.output
+    assert not (work / "ca").exists()
+    assert login(host, key).returncode == 0, "check mode must leave the bootstrap key working"
+    assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-enroll.conf", check=False).returncode == 1
+
+    apply = run_playbook("enroll.yml", extra, tmp_path)
+    assert apply.rc == 0, apply.output[-4000:]
+    assert apply.changed("noob-1") > 0
+    assert '"connected_with": "bootstrap key"' in apply.output
+    assert PASSPHRASE not in apply.output
+
+    refused = login(host, key)
+    assert refused.returncode == 255 and "Permission denied (publickey)." in refused.stderr
+    known_hosts = work / "known_hosts"
+    admin = login(host, work / "admin" / "id_ed25519", "sudo", "-n", "id", "-un", known_hosts=known_hosts)
+    assert admin.returncode == 0, admin.stderr
+    assert admin.stdout.strip() == "root"
+    # The host certificate answers for the name and the address: no trust on first use.
+    assert "@cert-authority noob-1," in known_hosts.read_text()
+    effective = host.exec("sshd", "-T").stdout.splitlines()
+    assert "authorizedkeysfile none" in effective and "loglevel VERBOSE" in effective
+
+    noob = user_cert(work, "noob", ["grp:noob"])
+    web = user_cert(work, "web", ["grp:web"])
+    platform = user_cert(work, "platform", ["grp:platform"])
+    assert login(host, noob, known_hosts=known_hosts).returncode == 0
+    denied = login(host, web, known_hosts=known_hosts)
+    assert denied.returncode == 255 and "Permission denied (publickey)." in denied.stderr
+    assert login(host, platform, "id", "-un", user="ops", known_hosts=known_hosts).stdout.strip() == "ops"
+    assert login(host, noob, user="ops", known_hosts=known_hosts).returncode == 255
+    journal = host.exec("journalctl", "-u", "ssh", "--no-pager").stdout
+    assert re.search(r"Accepted publickey for azureuser .* ID noob \(serial \d+\)", journal)
+
+    serial = host.exec("ssh-keygen", "-Lf", "/etc/ssh/ssh_host_ed25519_key-cert.pub").stdout
+    check_again = run_playbook("enroll.yml", extra, tmp_path, check=True)
+    assert check_again.rc == 0, check_again.output[-4000:]
+    assert check_again.changed("noob-1") == 0
+    again = run_playbook("enroll.yml", extra, tmp_path, extra_args=("-vvv",))
+    assert again.rc == 0, again.output[-4000:]
+    assert PASSPHRASE not in again.output
+    assert again.changed("noob-1") == 0
+    assert again.changed("localhost") == 0
+    assert '"connected_with": "certificate"' in again.output
+    assert host.exec("ssh-keygen", "-Lf", "/etc/ssh/ssh_host_ed25519_key-cert.pub").stdout == serial
+
+
+def test_failed_proof_rolls_back_and_names_what_was_refused(lab_host_factory, tmp_path):
+    """The host trusts a user CA the controller's certificate is not signed by."""
+    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
+    admin = make_keypair(tmp_path, "admin")
+    other_ca = make_keypair(tmp_path, "other_ca")
+    our_ca = make_keypair(tmp_path, "our_ca")
+    subprocess.run(["ssh-keygen", "-q", "-s", str(our_ca.private), "-I", "admin", "-n", "sshca-admin",
+                    "-V", "-5m:+1h", str(admin.public)], check=True)
+    host = lab_host_factory([bootstrap.public_text])
+    host.exec("sh", "-c", "mkdir -p /etc/ssh/sshca/principals && echo sshca-admin > /etc/ssh/sshca/principals/azureuser"
+              f" && echo '{other_ca.public_text.strip()}' > /etc/ssh/sshca/user_ca.pub"
+              " && printf 'TrustedUserCAKeys /etc/ssh/sshca/user_ca.pub\\nAuthorizedPrincipalsFile"
+              " /etc/ssh/sshca/principals/%u\\n' > /etc/ssh/sshd_config.d/10-sshca-enroll.conf"
+              " && systemctl reload ssh")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {"h1": {
+        "ansible_host": host.address, "ansible_user": "azureuser",
+        "ansible_ssh_private_key_file": str(admin.private),
+        "ansible_ssh_common_args": f"-o IdentitiesOnly=yes -o IdentityFile={bootstrap.private}"
+                                   " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        "ansible_python_interpreter": "auto_silent"}}}}))
+    playbook = tmp_path / "lockout.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  become: true\n  roles:\n"
+        "    - role: sshca.azure.key_lockout\n"
+        f"      key_lockout_certificate_key: {admin.private}\n"
+        f"      key_lockout_bootstrap_key: {bootstrap.private}\n"
+        "      key_lockout_rollback_seconds: 30\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+                           str(playbook)], capture_output=True, text=True, env=collection_env(), cwd=tmp_path,
+                          timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(r"the certificate login as azureuser@\S+ was refused \(azureuser@\S+: Permission denied "
+                     r"\(publickey\)\.\); rolled back", out), out[-3000:]
+    assert login(host, bootstrap.private).returncode == 0
+    assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-lockout.conf", check=False).returncode == 1
+    timers = host.exec("systemctl", "list-timers", "--all", "--no-legend").stdout
+    assert "sshca-lockout-rollback" not in timers
+
+
+def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_path):
+    """A main sshd_config without `Include sshd_config.d` fails validation; nothing is written."""
+    work = tmp_path / "sshca"
+    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
+    host = lab_host_factory([bootstrap.public_text])
+    host.exec("sed", "-i", "/^Include/d", "/etc/ssh/sshd_config")
+    run = run_playbook("enroll.yml", {
+        "sshca_work_dir": str(work), "sshca_bootstrap_key_path": str(bootstrap.private),
+        "sshca_hosts": [{"name": "plain", "address": host.address}]}, tmp_path)
+    assert run.rc != 0
+    assert "/etc/ssh/sshd_config does not Include /etc/ssh/sshd_config.d" in run.output
+    assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-enroll.conf", check=False).returncode == 1
+    assert login(host, bootstrap.private).returncode == 0
+
+
+@pytest.mark.parametrize("scenario", ["default", "fleet", "rollback"])
+def test_molecule_scenario(scenario):
+    """extensions/molecule/<scenario> against a private emulator: check, converge, idempotence, verify."""
+    proc = subprocess.run([sys.executable, str(REPO / "extensions" / "molecule" / "run.py"), scenario],
+                          capture_output=True, text=True, timeout=2400, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
