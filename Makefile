@@ -11,7 +11,7 @@ STATE       := $(VENV)/.state
 DEB_PACKAGES := podman runc debootstrap openssh-client openssh-server uidmap shellcheck git make
 # ansible-test needs the collection at .../ansible_collections/sshca/azure and resolves links,
 # so sanity runs on a fresh copy of the files git would commit.
-SANITY_COPY := $(HOME)/.cache/sshca-azure-sanity/ansible_collections/sshca/azure
+SANITY_COPY := $(HOME)/.cache/sshca-azure-sanity/$(shell echo "$(CURDIR)" | sha256sum | cut -c1-10)/ansible_collections/sshca/azure
 # Sanity judges what the collection ships; the lab, Terraform and benchmarks have ruff and tests.
 NOT_COLLECTION := tests/lab|tests/terraform|terraform|bench
 PYTEST_LOG  := $(VENV)/pytest.log
