@@ -81,9 +81,14 @@ VM_OPTION_SPEC = {
     "wait_for_ssh": {"type": "bool"},
     "ssh_timeout": {"type": "int"},
 }
+# Compared with an existing VM; their defaults apply only to VMs that are created or fully
+# specified, so an update that leaves them out (tags only, say) keeps what the VM has.
+COMPARED_DEFAULTS = ("size", "image", "admin_username", "public_ip")
 # Top-level options: the same, with the defaults every VM starts from.
-TOP_LEVEL_SPEC = {k: dict(v, default=DEFAULTS[k]) if DEFAULTS.get(k) is not None else v
-                  for k, v in VM_OPTION_SPEC.items()}
+TOP_LEVEL_SPEC = {k: dict(v, default=DEFAULTS[k]) if DEFAULTS.get(k) is not None and k not in COMPARED_DEFAULTS
+                  else v for k, v in VM_OPTION_SPEC.items()}
+VM_ID_RE = re.compile(r"(?i)^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Compute/"
+                      r"virtualMachines/([^/]+)$")
 VM_ITEM_SPEC = dict(VM_OPTION_SPEC, name={"type": "str", "required": True})
 
 # Fields Azure changes in place, and how; every other differing field is not changeable in place.
@@ -98,7 +103,7 @@ class VMInputError(ValueError):
 class VMSpec:
     """One VM's desired state, checked locally."""
 
-    def __init__(self, session, resource_group, state, opts, where):
+    def __init__(self, session, resource_group, state, opts, where, given=()):
         self.name = opts.get("name")
         self.where = where
         if not self.name or not VM_NAME_RE.match(self.name):
@@ -113,6 +118,14 @@ class VMSpec:
         self.disk_name = self.name + "-osdisk"
         if state == "absent":
             return
+        # Inputs only a create needs. Without them the spec can only update an existing VM, and
+        # then compares just the options given (`given`); planning fails if the VM is absent.
+        self.given = set(given)
+        self.missing = []
+        if not opts.get("ssh_public_key"):
+            self.missing.append("ssh_public_key")
+        if not (opts.get("subnet_id") or opts.get("vnet_name") or opts.get("subnet_name")):
+            self.missing.append("subnet_id (or vnet_name and subnet_name)")
         self.location = opts.get("location")
         self.size = opts["size"]
         self.image = self._image(opts["image"])
@@ -120,17 +133,19 @@ class VMSpec:
         if not USER_RE.match(self.admin_username or "") or self.admin_username in RESERVED_USERS:
             self._fail("admin_username %r is not allowed by Azure (a Linux user name, not one of %s)"
                        % (self.admin_username, ", ".join(sorted(RESERVED_USERS))))
-        if not opts.get("ssh_public_key"):
-            self._fail("ssh_public_key is required")
-        try:
-            self.ssh_key = parse_public_key(opts["ssh_public_key"], "%s: ssh_public_key" % self.where)
-        except SSHKeyError as err:
-            raise VMInputError(str(err)) from None
-        if self.ssh_key.key_type not in AZURE_KEY_TYPES:
-            self._fail("ssh_public_key is %s; Azure takes only %s keys"
-                       % (self.ssh_key.key_type, " and ".join(AZURE_KEY_TYPES)))
+        self.ssh_key = None
+        if opts.get("ssh_public_key"):
+            try:
+                self.ssh_key = parse_public_key(opts["ssh_public_key"], "%s: ssh_public_key" % self.where)
+            except SSHKeyError as err:
+                raise VMInputError(str(err)) from None
+            if self.ssh_key.key_type not in AZURE_KEY_TYPES:
+                self._fail("ssh_public_key is %s; Azure takes only %s keys"
+                           % (self.ssh_key.key_type, " and ".join(AZURE_KEY_TYPES)))
         self.subnet_id = opts.get("subnet_id")
-        if not self.subnet_id:
+        if "subnet_id (or vnet_name and subnet_name)" in self.missing:
+            self.subnet_id = None  # an update that keeps the VM's subnet
+        elif not self.subnet_id:
             if not (opts.get("vnet_name") and opts.get("subnet_name")):
                 self._fail("give subnet_id, or vnet_name and subnet_name")
             self.subnet_id = session.resource_id(resource_group, "Microsoft.Network/virtualNetworks",
@@ -153,6 +168,7 @@ class VMSpec:
         if self.os_disk.get("size_gb") is not None and not 30 <= self.os_disk["size_gb"] <= 4095:
             self._fail("os_disk.size_gb must be between 30 and 4095")
         self.tags = {str(k): str(v) for k, v in (opts.get("tags") or {}).items()}
+        self.tags_given = opts.get("tags") is not None
         if MARKER_TAG in self.tags:
             self._fail("tag %s is reserved for the resources this module makes" % MARKER_TAG)
         self.append_tags = opts["append_tags"]
@@ -163,6 +179,10 @@ class VMSpec:
 
     def _fail(self, problem):
         raise VMInputError("%s: %s" % (self.where, problem))
+
+    def keeps(self, option):
+        """Whether an update without the creation inputs leaves this option as the VM has it."""
+        return bool(self.missing) and option not in self.given
 
     def _image(self, image):
         if isinstance(image, str):
@@ -181,9 +201,26 @@ class VMSpec:
         return self._fail("image must be a preset name or a dict, not %s" % type(image).__name__)
 
 
+def apply_vm_id(params):
+    """Resolve the `id` option (a VM resource id) into subscription_id, resource_group and name."""
+    vm_id = params.get("id")
+    if not vm_id:
+        return params
+    match = VM_ID_RE.match(vm_id)
+    if not match:
+        raise VMInputError("id %r is not a virtual machine resource id (/subscriptions/<subscription>/resourceGroups/"
+                           "<group>/providers/Microsoft.Compute/virtualMachines/<name>)" % vm_id)
+    subscription, resource_group, name = match.groups()
+    for option, value in (("subscription_id", subscription), ("resource_group", resource_group)):
+        if params.get(option) and params[option].lower() != value.lower():
+            raise VMInputError("id %s is in %s %s, but %s is %s" % (vm_id, option, value, option, params[option]))
+    return dict(params, subscription_id=subscription, resource_group=resource_group, name=name)
+
+
 def build_specs(session, params):
     """Every VM's spec from `name` or `vms`, each item overriding the top-level defaults."""
     top = {k: params.get(k) for k in VM_OPTION_SPEC}
+    top_given = {k for k, v in top.items() if v is not None}
     for key, value in DEFAULTS.items():
         if top.get(key) is None:
             top[key] = value
@@ -201,8 +238,9 @@ def build_specs(session, params):
         if checked.error_messages:
             raise VMInputError("%s: %s" % (where, "; ".join(checked.error_messages)))
         opts = dict(top)
-        opts.update({k: v for k, v in checked.validated_parameters.items() if v is not None})
-        spec = VMSpec(session, params["resource_group"], params["state"], opts, where)
+        item_given = {k for k, v in checked.validated_parameters.items() if v is not None}
+        opts.update({k: checked.validated_parameters[k] for k in item_given})
+        spec = VMSpec(session, params["resource_group"], params["state"], opts, where, top_given | item_given)
         if spec.name.lower() in seen:
             raise VMInputError("%s: VM %s is listed twice" % (where, spec.name))
         seen.add(spec.name.lower())
@@ -326,23 +364,29 @@ def desired_summary(spec, before):
     """The compared fields as the spec wants them; fields left out keep what exists."""
     before = before or {}
     tags = dict(before.get("tags") or {}, **spec.tags) if spec.append_tags else dict(spec.tags)
+    if spec.missing and not spec.tags_given:
+        tags = dict(before.get("tags") or {})
     os_disk = dict(before.get("os_disk") or {"size_gb": None, "storage_account_type": None, "delete_option": "Delete"})
     os_disk.update({k: v for k, v in spec.os_disk.items() if v is not None})
     image = dict(spec.image)
     if image["version"].lower() == "latest" and before.get("image"):
         image["version"] = before["image"]["version"]  # `latest` is satisfied by whatever was deployed
+
+    def kept(option, field, wanted):
+        return before.get(field) if spec.keeps(option) else wanted
+
     return {
         "location": spec.location or before.get("location"),
-        "size": spec.size,
-        "image": image,
-        "admin_username": spec.admin_username,
-        "ssh_keys": [spec.ssh_key.fingerprint()],
+        "size": kept("size", "size", spec.size),
+        "image": kept("image", "image", image),
+        "admin_username": kept("admin_username", "admin_username", spec.admin_username),
+        "ssh_keys": [spec.ssh_key.fingerprint()] if spec.ssh_key else before.get("ssh_keys"),
         "zone": spec.zone if spec.zone is not None else before.get("zone"),
         "identity": spec.identity or before.get("identity") or "none",
         "os_disk": os_disk,
-        "subnet_id": spec.subnet_id,
+        "subnet_id": spec.subnet_id or before.get("subnet_id"),
         "nsg_id": spec.nsg_id if spec.nsg_id is not None else before.get("nsg_id"),
-        "public_ip": spec.public_ip,
+        "public_ip": kept("public_ip", "public_ip", spec.public_ip),
         "dns_label": spec.dns_label if spec.dns_label is not None else before.get("dns_label"),
         "tags": tags,
     }
@@ -389,8 +433,9 @@ def pip_body(spec, location):
     return body
 
 
-def nic_body(spec, location, with_pip, nsg_id):
-    config = {"subnet": {"id": spec.subnet_id}, "privateIPAllocationMethod": "Dynamic", "primary": True}
+def nic_body(spec, location, with_pip, nsg_id, subnet_id=None):
+    config = {"subnet": {"id": subnet_id or spec.subnet_id}, "privateIPAllocationMethod": "Dynamic",
+              "primary": True}
     if with_pip:
         config["publicIPAddress"] = {"id": spec.pip_id}
     body = {"location": location, "tags": {MARKER_TAG: spec.name},
@@ -465,7 +510,11 @@ def _is_ours(resource, name):
 
 def plan_present(session, spec, actual, network_errors):
     plan = Plan(spec, actual)
-    problems = [p for p in (network_errors.get(spec.subnet_id.lower()),
+    if spec.missing and not actual.vm:
+        plan.error = "%s: VM %s does not exist in resource group %s, and creating it needs %s" % (
+            spec.where, spec.name, spec.resource_group, " and ".join(spec.missing))
+        return plan
+    problems = [p for p in (network_errors.get((spec.subnet_id or "").lower()),
                             network_errors.get((spec.nsg_id or "").lower())) if p]
     if problems:
         plan.error = "%s: %s" % (spec.where, "; ".join(problems))
@@ -512,7 +561,7 @@ def plan_present(session, spec, actual, network_errors):
         vm_patch.setdefault("properties", {})["storageProfile"] = {
             "osDisk": {"deleteOption": after["os_disk"]["delete_option"]}}
     nic_change = nic_ours and any(f in changed for f in ("subnet_id", "nsg_id", "public_ip"))
-    if nic_change and spec.public_ip and not actual.pip:
+    if nic_change and after["public_ip"] and not actual.pip:
         plan.steps.append(Step("PUT", spec.pip_id, "create public IP", lambda: network.public_ip_addresses.
                                begin_create_or_update(rg, spec.name + "-pip", pip_body(spec, location))))
     elif "dns_label" in changed and pip_ours:
@@ -524,12 +573,12 @@ def plan_present(session, spec, actual, network_errors):
         plan.steps.append(Step("PUT", actual.nic["id"], "update network interface (%s)" % fields, lambda: network.
                                network_interfaces.begin_create_or_update(
                                    rg, _split(actual.nic["id"])[1],
-                                   nic_body(spec, location, spec.public_ip, after["nsg_id"]))))
+                                   nic_body(spec, location, after["public_ip"], after["nsg_id"], after["subnet_id"]))))
     if vm_patch:
         fields = sorted(f for f in changed if IN_PLACE.get(f) == "vm")
         plan.steps.append(Step("PATCH", spec.vm_id, "update VM (%s)" % ", ".join(fields),
                                lambda: compute.virtual_machines.begin_update(rg, spec.name, vm_patch), vm_patch))
-    if nic_change and not spec.public_ip and pip_ours:
+    if nic_change and not after["public_ip"] and pip_ours:
         plan.steps.append(Step("DELETE", actual.pip["id"], "delete public IP", lambda: network.
                                public_ip_addresses.begin_delete(rg, _split(actual.pip["id"])[1])))
     return plan
@@ -647,7 +696,8 @@ def check_network(session, specs, concurrency):
     """{lowercased id: problem} for subnets and NSGs that cannot be read; read each once."""
     wanted = {}
     for spec in specs:
-        wanted[spec.subnet_id.lower()] = ("subnet", spec.subnet_id)
+        if spec.subnet_id:
+            wanted[spec.subnet_id.lower()] = ("subnet", spec.subnet_id)
         if spec.nsg_id:
             wanted[spec.nsg_id.lower()] = ("network security group", spec.nsg_id)
 
@@ -674,7 +724,7 @@ def _tags_without_marker(tags):
 
 def run(session, params, check_mode):
     """The whole azure_vm run; returns (results per VM, failed)."""
-    specs = build_specs(session, params)  # raises VMInputError before any request
+    specs = build_specs(session, apply_vm_id(params))  # raises VMInputError before any request
     concurrency = params["concurrency"]
     present = params["state"] == "present"
     network_errors = check_network(session, specs, concurrency) if present else {}

@@ -34,6 +34,12 @@ description:
     else is deleted.
   - No network security group is ever made. Without O(nsg_id), the network interface has none and
     the subnet's rules apply.
+  - O(ssh_public_key) and the subnet (O(subnet_id), or O(vnet_name) and O(subnet_name)) are needed
+    only to create a VM. A call without them updates an existing VM and compares only the options it
+    gives (O(size), O(image), O(admin_username) and O(public_ip) left out keep what the VM has, not
+    their defaults), so O(name) or O(id) with O(tags) updates the tags only, with one C(PATCH) or no
+    write at all. If such a VM does not exist, the task fails before any write, naming the VM and
+    the missing options.
 author:
   - sshca.azure developers (@sshca)
 extends_documentation_fragment:
@@ -51,9 +57,10 @@ attributes:
     details: A rerun with the same options issues no ARM writes.
 options:
   resource_group:
-    description: Resource group of the VMs and of the network interfaces and public IPs made for them.
+    description:
+      - Resource group of the VMs and of the network interfaces and public IPs made for them.
+      - Required unless O(id) is given.
     type: str
-    required: true
   location:
     description:
       - Azure region for new VMs, for example C(westeurope). Required to create a VM; an existing VM
@@ -70,6 +77,14 @@ options:
       - Name of a single VM (also its host name). 1-64 letters, digits and hyphens, starting and
         ending with a letter or digit. Mutually exclusive with O(vms).
     type: str
+  id:
+    description:
+      - Resource id of a single VM, instead of O(name) and O(resource_group); its subscription is used.
+      - The form is C(/subscriptions/<subscription>/resourceGroups/<group>/providers/)
+        C(Microsoft.Compute/virtualMachines/<name>), as one string.
+      - A O(resource_group) or O(subscription_id) that differs from the id's fails the task.
+      - Mutually exclusive with O(name) and O(vms).
+    type: str
   vms:
     description:
       - A list of VMs, each a dict with C(name) and any of the per-VM options of this module
@@ -82,9 +97,10 @@ options:
     type: list
     elements: dict
   size:
-    description: VM size. Changed in place.
+    description:
+      - VM size. Changed in place.
+      - V(Standard_B2s) when left out, except in an update without the creation inputs, which keeps the VM's size.
     type: str
-    default: Standard_B2s
   image:
     description:
       - The marketplace image, as a preset or a dict with C(publisher), C(offer), C(sku) and
@@ -92,16 +108,17 @@ options:
       - V(ubuntu2204) is Canonical C(0001-com-ubuntu-server-jammy) C(22_04-lts-gen2);
         V(ubuntu2404) is Canonical C(ubuntu-24_04-lts) C(server); both C(latest).
       - With version C(latest), any deployed version matches. Not changeable in place.
+      - V(ubuntu2404) when left out, except in an update without the creation inputs, which does not compare it.
     type: raw
-    default: ubuntu2404
   admin_username:
-    description: The admin user that holds O(ssh_public_key). Not changeable in place.
+    description:
+      - The admin user that holds O(ssh_public_key). Not changeable in place.
+      - V(azureuser) when left out, except in an update without the creation inputs, which does not compare it.
     type: str
-    default: azureuser
   ssh_public_key:
     description:
-      - The bootstrap public key, in OpenSSH one-line form or RFC 4716 (SSH2) form. Required with
-        O(state=present).
+      - The bootstrap public key, in OpenSSH one-line form or RFC 4716 (SSH2) form. Required to create a
+        VM; left out, an existing VM's keys are not compared.
       - It is parsed and checked locally before any request. Azure takes C(ssh-rsa) keys of at least
         2048 bits and C(ssh-ed25519) keys; ECDSA keys, certificates and private keys are refused.
       - Azure receives it as one OpenSSH line (C(type base64 comment)) in
@@ -110,7 +127,9 @@ options:
       - Compared by key, not by text or comment. Not changeable in place.
     type: str
   subnet_id:
-    description: Resource id of the subnet for the network interface.
+    description:
+      - Resource id of the subnet for the network interface. This or O(vnet_name) and O(subnet_name) is
+        required to create a VM; left out, an existing VM keeps its subnet.
     type: str
   vnet_name:
     description: With O(subnet_name), names a subnet in O(resource_group) instead of O(subnet_id).
@@ -124,9 +143,10 @@ options:
         network interface gets none on create and keeps what it has on update.
     type: str
   public_ip:
-    description: Whether the VM gets a Standard SKU, static IPv4 public IP.
+    description:
+      - Whether the VM gets a Standard SKU, static IPv4 public IP.
+      - V(true) when left out, except in an update without the creation inputs, which keeps what the VM has.
     type: bool
-    default: true
   dns_label:
     description:
       - DNS label of the public IP (C(<label>.<region>.cloudapp.azure.com)). Left out, an existing
@@ -152,7 +172,9 @@ options:
         type: str
         choices: [Delete, Detach]
   tags:
-    description: Tags of the VM. The tag C(sshca.azure.vm) is reserved.
+    description:
+      - Tags of the VM. The tag C(sshca.azure.vm) is reserved.
+      - Left out in an update without the creation inputs, the VM's tags are kept, whatever O(append_tags) says.
     type: dict
   append_tags:
     description:
@@ -226,6 +248,12 @@ EXAMPLES = r"""
       enrolled: "2026-11-25"
   check_mode: true
   diff: true
+
+- name: Record something on an existing VM's tags only (no key or subnet needed; fails if the VM is absent)
+  sshca.azure.azure_vm:
+    id: "{{ vm_id }}"  # as Terraform prints it: /subscriptions/.../virtualMachines/web-1
+    tags:
+      enrolled: "2026-11-25"
 
 - name: Delete the VMs with their network interfaces, public IPs and OS disks
   sshca.azure.azure_vm:
@@ -325,15 +353,17 @@ from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noq
 from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import (  # noqa: E402
     TOP_LEVEL_SPEC,
     VMInputError,
+    apply_vm_id,
     run,
 )
 
 
 def argument_spec():
     spec = {
-        "resource_group": {"type": "str", "required": True},
+        "resource_group": {"type": "str"},
         "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         "name": {"type": "str"},
+        "id": {"type": "str"},
         "vms": {"type": "list", "elements": "dict"},  # items are checked per VM against the same options
         "concurrency": {"type": "int", "default": 20},
         "timeout": {"type": "int", "default": 1800},
@@ -345,14 +375,16 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("name", "vms"), ("subnet_id", "vnet_name")],
-                           required_one_of=[("name", "vms")], required_together=[("vnet_name", "subnet_name")])
+                           mutually_exclusive=[("name", "vms", "id"), ("subnet_id", "vnet_name")],
+                           required_one_of=[("name", "vms", "id"), ("resource_group", "id")],
+                           required_together=[("vnet_name", "subnet_name")])
     if not HAS_AZURE:
         module.fail_json(msg=missing_required_lib(AZURE_REQUIREMENTS), exception=str(AZURE_IMPORT_ERROR))
     session = None
     try:
-        session = AzureSession(module.params, pool_size=module.params["concurrency"])
-        vms, failed = run(session, module.params, module.check_mode)
+        params = apply_vm_id(module.params)  # before the session: the id names the subscription
+        session = AzureSession(params, pool_size=params["concurrency"])
+        vms, failed = run(session, params, module.check_mode)
     except (AzureConfigError, VMInputError) as err:
         module.fail_json(msg=str(err), vms=[], operations=session.operations.items if session else [])
     except Exception as err:  # unexpected: report once, with the traceback for -vvv

@@ -212,6 +212,60 @@ def test_one_vm_lifecycle(lab, ansible_module):
     assert not run.changed and lab.writes_since(since) == []
 
 
+def test_tags_only_update_of_an_existing_vm(lab, ansible_module):
+    """Name or id plus tags, nothing else: one PATCH of the tags, then no write; the VM's size,
+    image and missing public IP are kept, not taken for their defaults."""
+    key = make_keypair(lab.keys, "tags-only", "ed25519")
+    made = ansible_module("azure_vm", {
+        "resource_group": RG, "location": LOCATION, "name": "tagged-1", "subnet_id": lab.subnet_id,
+        "ssh_public_key": key.public_text, "public_ip": False, "size": "Standard_D2s_v5", "image": "ubuntu2204",
+        "tags": {"role": "db"}})
+    assert made.changed and not made.failed, made.result.get("msg")
+    vm_id = made.result["vms"][0]["id"]
+    enrolled = {"sshca-enrolled": "2026-11-25T23:00:00", "sshca-host-cert-serial": "42"}
+
+    # check mode: the one PATCH it would issue, nothing written
+    since = time.time()
+    run = ansible_module("azure_vm", {"resource_group": RG, "name": "tagged-1", "tags": enrolled},
+                         check=True, diff=True)
+    assert run.changed and not run.failed, run.result.get("msg")
+    assert [(op["method"], op["change"]) for op in run.result["operations"]] == [("PATCH", "update VM (tags)")]
+    assert run.result["diff"][0]["after"]["tags"] == {"role": "db", **enrolled}
+    assert lab.writes_since(since) == []
+
+    # apply by resource id: exactly one PATCH of the VM, and the tags are on it
+    since = time.time()
+    run = ansible_module("azure_vm", {"id": vm_id, "tags": enrolled})
+    assert run.changed and not run.failed, run.result.get("msg")
+    writes = lab.writes_since(since)
+    assert [(w["method"], w["path"].rsplit("/", 2)[-2]) for w in writes] == [("PATCH", "virtualMachines")]
+    [vm] = run.result["vms"]
+    assert vm["not_changeable_in_place"] == []
+    assert (vm["size"], vm["public_ip"], vm["tags"]) == ("Standard_D2s_v5", None, {"role": "db", **enrolled})
+
+    # idempotent check, then idempotent apply, by name and by id: nothing written
+    for args in ({"resource_group": RG, "name": "tagged-1", "tags": enrolled}, {"id": vm_id, "tags": enrolled}):
+        for check in (True, False):
+            since = time.time()
+            run = ansible_module("azure_vm", args, check=check)
+            assert not run.changed and not run.failed, run.result
+            assert lab.writes_since(since) == []
+
+    # a VM that does not exist cannot be created from tags alone: one clear line, nothing written
+    since = time.time()
+    run = ansible_module("azure_vm", {"id": vm_id.replace("tagged-1", "tagged-2"), "tags": enrolled})
+    assert run.failed
+    assert run.result["msg"] == (f"tagged-2: VM tagged-2 does not exist in resource group {RG}, and creating it "
+                                 "needs ssh_public_key and subnet_id (or vnet_name and subnet_name)")
+    assert lab.writes_since(since) == []
+    run = ansible_module("azure_vm", {"id": vm_id, "resource_group": "rg-other", "tags": enrolled})
+    assert run.failed and "but resource_group is rg-other" in run.result["msg"]
+
+    run = ansible_module("azure_vm", {"id": vm_id, "state": "absent"})
+    assert run.changed and not run.failed, run.result.get("msg")
+    assert "tagged-1" not in " ".join(lab.resources("virtualMachines"))
+
+
 def test_fleet_of_five_converges_under_throttling(lab, ansible_module):
     rsa = make_keypair(lab.keys, "fleet-rsa", "rsa")
     ed25519 = make_keypair(lab.keys, "fleet-ed", "ed25519")

@@ -7,15 +7,19 @@ idempotent apply, with the `changed` counts of the play recap asserted every tim
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_azure_vm import LOCATION, _clients
 
 from conftest import REPO, collection_env, make_keypair
+from labkit import emulator
 
 pytestmark = pytest.mark.lab
 
@@ -191,6 +195,104 @@ def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_p
     assert "/etc/ssh/sshd_config does not Include /etc/ssh/sshd_config.d" in run.output
     assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-enroll.conf", check=False).returncode == 1
     assert login(host, bootstrap.private).returncode == 0
+
+
+def host_cert_facts(path: Path) -> tuple[str, str, str]:
+    """(serial, valid after, valid before) of a certificate, as real ssh-keygen reads it, in UTC."""
+    text = subprocess.run(["ssh-keygen", "-Lf", str(path)], capture_output=True, text=True, check=True,
+                          env={"TZ": "UTC", "PATH": "/usr/bin:/bin"}).stdout
+    serial = re.search(r"Serial: (\d+)", text).group(1)
+    after, before = re.search(r"Valid: from (\S+) to (\S+)", text).groups()
+    return serial, after + "Z", before + "Z"
+
+
+@pytest.fixture
+def azure(tmp_path_factory):
+    """A private emulator (its VMs are lab hosts) with a resource group and a subnet; the Azure
+    variables are in os.environ, so ansible-playbook's azure_vm reaches it."""
+    saved = dict(os.environ)
+    with emulator.running(tmp_path_factory.mktemp("emulator")) as emu:  # removes its lab hosts afterwards
+        os.environ.update(emu.env())
+        try:
+            clients = _clients(emu)
+            clients["resource"].resource_groups.create_or_update("rg-enroll", {"location": LOCATION})
+            vnet = clients["network"].virtual_networks.begin_create_or_update("rg-enroll", "vnet", {
+                "location": LOCATION,
+                "properties": {"addressSpace": {"addressPrefixes": ["10.30.0.0/16"]},
+                               "subnets": [{"name": "hosts", "properties": {"addressPrefix": "10.30.1.0/24"}}]},
+            }).result()
+            yield emu, clients, vnet.subnets[0].id
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def arm_writes(emu, since: float) -> list[str]:
+    return [f"{r['method']} {r['path']}" for r in emu.requests(since)
+            if r.get("write") and r["path"].startswith("/subscriptions/")]
+
+
+def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab_host_factory, ansible_module,
+                                                                      tmp_path):
+    """sshca_hosts with vm_id, then sshca_hosts_group with sshca_vm_name: the enrollment lands on the
+    VM's tags, a host without a VM is enrolled untagged and the summary says so, reruns write nothing."""
+    emu, clients, subnet_id = azure
+    work = tmp_path / "sshca"
+    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
+    (work / "bootstrap").mkdir(parents=True)
+    for src, dest in ((bootstrap.private, "id_rsa"), (bootstrap.public, "id_rsa.pub")):
+        (work / "bootstrap" / dest).write_bytes(src.read_bytes())
+    (work / "bootstrap" / "id_rsa").chmod(0o600)
+    made = ansible_module("azure_vm", {"resource_group": "rg-enroll", "location": "westeurope", "name": "tagged-vm",
+                                       "subnet_id": subnet_id, "ssh_public_key": bootstrap.public_text,
+                                       "tags": {"owner": "team-a"}, "wait_for_ssh": True})
+    assert made.changed and not made.failed, made.result.get("msg")
+    [vm] = made.result["vms"]
+
+    def vm_tags():
+        return clients["compute"].virtual_machines.get("rg-enroll", "tagged-vm").tags
+
+    # sshca_hosts, the VM given by resource id (as terraform/modules/enrolled_vm passes it)
+    extra = {"sshca_work_dir": str(work), "sshca_access_rules": RULES,
+             "sshca_hosts": [{"name": "tagged-vm", "address": vm["public_ip"], "private_ip": vm["private_ip"],
+                              "host_tags": {"role": "noob"}, "vm_id": vm["id"]}]}
+    apply = run_playbook("enroll.yml", extra, tmp_path)
+    assert apply.rc == 0, apply.output[-4000:]
+    serial, after, before = host_cert_facts(work / "hosts" / "tagged-vm" / "ssh_host_ed25519_key-cert.pub")
+    assert vm_tags() == {"owner": "team-a", "role": "noob", "sshca-enrolled": after,
+                         "sshca-host-cert-serial": serial, "sshca-host-cert-expires": before}
+    assert f'"vm_tags": "recorded on {vm["id"]}"' in apply.output
+
+    since = time.time()
+    again = run_playbook("enroll.yml", extra, tmp_path)
+    assert again.rc == 0, again.output[-4000:]
+    assert again.changed("tagged-vm") == 0 and again.changed("localhost") == 0
+    assert arm_writes(emu, since) == []
+
+    # sshca_hosts_group: the same VM by name (a new host tag to record), and a host that is no VM
+    plain = lab_host_factory([bootstrap.public_text], hostname="plain-1")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(json.dumps({"enroll_me": {"hosts": {
+        "tagged-vm": {"ansible_host": vm["public_ip"], "sshca_private_ip": vm["private_ip"],
+                      "sshca_host_tags": {"role": "noob", "team": "blue"}, "sshca_vm_name": "tagged-vm"},
+        "plain-1": {"ansible_host": plain.address, "sshca_host_tags": {"role": "web"}}}}}))
+    group = {"sshca_work_dir": str(work), "sshca_access_rules": RULES, "sshca_hosts_group": "enroll_me",
+             "sshca_resource_group": "rg-enroll"}
+    since = time.time()
+    run = run_playbook("enroll.yml", group, tmp_path, extra_args=("-i", str(inventory)))
+    assert run.rc == 0, run.output[-4000:]
+    assert [w.split()[0] + " " + w.rsplit("/", 1)[-1] for w in arm_writes(emu, since)] == ["PATCH tagged-vm"]
+    assert vm_tags() == {"owner": "team-a", "role": "noob", "team": "blue", "sshca-enrolled": after,
+                         "sshca-host-cert-serial": serial, "sshca-host-cert-expires": before}
+    assert ('"vm_tags": "not recorded: no VM reference (vm_id, or vm_name with a resource group)"'
+            in run.output)
+    assert login(plain, work / "admin" / "id_ed25519", known_hosts=work / "known_hosts").returncode == 0
+
+    since = time.time()
+    again = run_playbook("enroll.yml", group, tmp_path, extra_args=("-i", str(inventory)))
+    assert again.rc == 0, again.output[-4000:]
+    assert again.changed("tagged-vm") == 0 and again.changed("plain-1") == 0
+    assert arm_writes(emu, since) == []
 
 
 @pytest.mark.parametrize("scenario", ["default", "fleet", "rollback"])

@@ -237,8 +237,6 @@ def test_leftover_nic_of_someone_else_stops_create(ssh_key):
     ({"image": "ubuntu1804"}, "image 'ubuntu1804' is not a preset"),
     ({"image": {"publisher": "Canonical"}}, "missing: offer, sku"),
     ({"ssh_public_key": "ssh-ed25519 AAAA-not-base64"}, "ssh_public_key"),
-    ({"ssh_public_key": None}, "ssh_public_key is required"),
-    ({"subnet_id": None}, "give subnet_id, or vnet_name and subnet_name"),
     ({"subnet_id": "/subscriptions/x/hosts"}, "is not a subnet resource id"),
     ({"admin_username": "root"}, "admin_username 'root' is not allowed"),
     ({"tags": {azvm.MARKER_TAG: "x"}}, "reserved"),
@@ -249,6 +247,65 @@ def test_bad_input_is_refused_locally_with_the_input_named(ssh_key, overrides, m
     args.update(overrides)
     with pytest.raises(azvm.VMInputError, match=message) as err:
         specs(**args)
+    assert "\n" not in str(err.value)
+
+
+def test_tags_only_update_of_an_existing_vm_is_one_patch_then_nothing(ssh_key):
+    # A VM made with non-default size, image, user and no public IP: a call with only its name and
+    # tags must not read the left-out options as their defaults (no resize, nothing "not changeable").
+    [made] = specs(name="web-1", ssh_public_key=ssh_key, size="Standard_D4s_v5", image="ubuntu2204",
+                   admin_username="ops", tags={"role": "web"})
+    vm = existing(made, **{"properties.hardwareProfile.vmSize": "Standard_D4s_v5"})
+    [tags_only] = specs(name="web-1", subnet_id=None, location=None, tags={"sshca-enrolled": "2026-11-25"})
+    assert tags_only.missing == ["ssh_public_key", "subnet_id (or vnet_name and subnet_name)"]
+    p = plan(tags_only, vm)
+    assert writes(p) == [("PATCH", "virtualMachines", "update VM (tags)")]
+    assert p.not_changeable == []
+    assert p.steps[0].body == {"tags": {"role": "web", "sshca-enrolled": "2026-11-25"}}
+
+    vm.vm["tags"] = p.steps[0].body["tags"]
+    again = plan(tags_only, vm)
+    assert again.steps == [] and again.not_changeable == []
+
+
+def test_tags_only_update_with_exact_tags_keeps_nothing_else(ssh_key):
+    [made] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
+    [exact] = specs(name="web-1", subnet_id=None, tags={"only": "this"}, append_tags=False)
+    p = plan(exact, existing(made))
+    assert [s.body for s in p.steps] == [{"tags": {"only": "this"}}]
+
+
+@pytest.mark.parametrize(("overrides", "missing"), [
+    ({"subnet_id": None}, "needs ssh_public_key and subnet_id (or vnet_name and subnet_name)"),
+    ({"subnet_id": SUBNET}, "needs ssh_public_key"),
+    ({"subnet_id": None, "with_key": True}, "needs subnet_id (or vnet_name and subnet_name)"),
+])
+def test_absent_vm_without_creation_inputs_fails_naming_them(ssh_key, overrides, missing):
+    with_key = overrides.pop("with_key", False)
+    [spec] = specs(name="web-1", tags={"a": "b"}, ssh_public_key=ssh_key if with_key else None, **overrides)
+    p = plan(spec, azvm.Actual())
+    assert p.steps == []
+    assert p.error == f"web-1: VM web-1 does not exist in resource group {RG}, and creating it {missing}"
+
+
+def test_vm_id_gives_subscription_group_and_name():
+    vm_id = f"/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.Compute/virtualMachines/web-9"
+    resolved = azvm.apply_vm_id(params(id=vm_id, resource_group=None))
+    assert (resolved["subscription_id"], resolved["resource_group"], resolved["name"]) == (SUB, "rg-other", "web-9")
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"id": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n"},
+     "is not a virtual machine resource id"),
+    ({"id": "web-1"}, "is not a virtual machine resource id"),
+    ({"id": f"/subscriptions/{SUB}/resourceGroups/rg-b/providers/Microsoft.Compute/virtualMachines/v",
+      "resource_group": "rg-a"}, "is in resource_group rg-b, but resource_group is rg-a"),
+    ({"id": "/subscriptions/other/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v",
+      "resource_group": None, "subscription_id": SUB}, "is in subscription_id other, but subscription_id is"),
+])
+def test_bad_vm_id_is_refused_with_the_input_named(overrides, message):
+    with pytest.raises(azvm.VMInputError, match=message) as err:
+        azvm.apply_vm_id(params(**overrides))
     assert "\n" not in str(err.value)
 
 
