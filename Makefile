@@ -67,7 +67,7 @@ test: setup
 
 lint:
 	@echo "== ruff =="
-	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff check . bench/*/run
 	@echo "== ansible-lint =="
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$$($(PY) -c 'import sys; sys.path.insert(0, "tests/lab"); \
 		from labkit.collection import collections_root; print(collections_root())') $(VENV)/bin/ansible-lint --offline -q

@@ -24,29 +24,6 @@ RESOURCE_GROUP = "rg-molecule"
 LOCATION = "westeurope"
 
 
-def make_network(emu: emulator.Client) -> str:
-    """Resource group and a subnet, as the Terraform network module would make them; returns the subnet id."""
-    from azure.identity import ClientSecretCredential
-    from azure.mgmt.network import NetworkManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
-
-    env = emu.env()
-    os.environ.update(env)  # the SDK's HTTP client reads the emulator's CA bundle from here
-    credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
-                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True)
-    common = {"base_url": emu.base_url, "credential_scopes": [emu.base_url + "/.default"], "polling_interval": 1}
-    subscription = env["AZURE_SUBSCRIPTION_ID"]
-    ResourceManagementClient(credential, subscription, **common).resource_groups.create_or_update(
-        RESOURCE_GROUP, {"location": LOCATION})
-    vnet = NetworkManagementClient(credential, subscription, **common).virtual_networks.begin_create_or_update(
-        RESOURCE_GROUP, "vnet-molecule", {
-            "location": LOCATION,
-            "properties": {"addressSpace": {"addressPrefixes": ["10.30.0.0/16"]},
-                           "subnets": [{"name": "hosts", "properties": {"addressPrefix": "10.30.1.0/24"}}]},
-        }).result()
-    return vnet.subnets[0].id
-
-
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -65,7 +42,7 @@ def main(argv: list[str]) -> int:
                 "ANSIBLE_NOCOLOR": "1",
                 "SSHCA_MOLECULE_RESOURCE_GROUP": RESOURCE_GROUP,
                 "SSHCA_MOLECULE_LOCATION": LOCATION,
-                "SSHCA_MOLECULE_SUBNET_ID": make_network(emu),
+                "SSHCA_MOLECULE_SUBNET_ID": emu.make_network(RESOURCE_GROUP, LOCATION, vnet="vnet-molecule"),
                 "SSHCA_MOLECULE_WORK_DIR": str(scratch_dir / "work"),
                 # A throwaway CA for this run only.
                 "SSHCA_CA_PASSPHRASE": os.environ.get("SSHCA_CA_PASSPHRASE", "molecule-throwaway-ca"),

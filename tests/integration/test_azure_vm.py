@@ -36,30 +36,14 @@ class Lab:
 
     def resources(self, kind: str) -> list[str]:
         """Names of the resources of one type (virtualMachines, networkInterfaces, ...) in RG."""
-        clients = _clients(self.emu)
+        clients = self.emu.sdk_clients()
         listing = {
-            "virtualMachines": lambda: clients["compute"].virtual_machines.list(RG),
-            "disks": lambda: clients["compute"].disks.list_by_resource_group(RG),
-            "networkInterfaces": lambda: clients["network"].network_interfaces.list(RG),
-            "publicIPAddresses": lambda: clients["network"].public_ip_addresses.list(RG),
+            "virtualMachines": lambda: clients.compute.virtual_machines.list(RG),
+            "disks": lambda: clients.compute.disks.list_by_resource_group(RG),
+            "networkInterfaces": lambda: clients.network.network_interfaces.list(RG),
+            "publicIPAddresses": lambda: clients.network.public_ip_addresses.list(RG),
         }[kind]
         return sorted(r.name for r in listing())
-
-
-def _clients(emu: emulator.Client) -> dict:
-    from azure.identity import ClientSecretCredential
-    from azure.mgmt.compute import ComputeManagementClient
-    from azure.mgmt.network import NetworkManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
-
-    env = emu.env()
-    credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
-                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True)
-    common = {"base_url": emu.base_url, "credential_scopes": [emu.base_url + "/.default"], "polling_interval": 1}
-    sub = env["AZURE_SUBSCRIPTION_ID"]
-    return {"resource": ResourceManagementClient(credential, sub, **common),
-            "network": NetworkManagementClient(credential, sub, **common),
-            "compute": ComputeManagementClient(credential, sub, **common)}
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +56,8 @@ def lab(tmp_path_factory):
     with emulator.running(state) as emu:  # stops it and removes its lab hosts afterwards
         os.environ.update(emu.env())
         try:
-            clients = _clients(emu)
-            clients["resource"].resource_groups.create_or_update(RG, {"location": LOCATION})
-            vnet = clients["network"].virtual_networks.begin_create_or_update(RG, "vnet", {
-                "location": LOCATION,
-                "properties": {"addressSpace": {"addressPrefixes": ["10.20.0.0/16"]},
-                               "subnets": [{"name": "hosts", "properties": {"addressPrefix": "10.20.1.0/24"}}]},
-            }).result()
-            yield Lab(emu, vnet.subnets[0].id, tmp_path_factory.mktemp("keys"))
+            subnet_id = emu.make_network(RG, LOCATION, address_space="10.20.0.0/16", subnet_prefix="10.20.1.0/24")
+            yield Lab(emu, subnet_id, tmp_path_factory.mktemp("keys"))
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_azure_vm import LOCATION, _clients
+from test_azure_vm import LOCATION
 
 from conftest import REPO, collection_env, make_keypair
 from labkit import emulator
@@ -214,14 +214,8 @@ def azure(tmp_path_factory):
     with emulator.running(tmp_path_factory.mktemp("emulator")) as emu:  # removes its lab hosts afterwards
         os.environ.update(emu.env())
         try:
-            clients = _clients(emu)
-            clients["resource"].resource_groups.create_or_update("rg-enroll", {"location": LOCATION})
-            vnet = clients["network"].virtual_networks.begin_create_or_update("rg-enroll", "vnet", {
-                "location": LOCATION,
-                "properties": {"addressSpace": {"addressPrefixes": ["10.30.0.0/16"]},
-                               "subnets": [{"name": "hosts", "properties": {"addressPrefix": "10.30.1.0/24"}}]},
-            }).result()
-            yield emu, clients, vnet.subnets[0].id
+            subnet_id = emu.make_network("rg-enroll", LOCATION)
+            yield emu, emu.sdk_clients(), subnet_id
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -250,7 +244,7 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     [vm] = made.result["vms"]
 
     def vm_tags():
-        return clients["compute"].virtual_machines.get("rg-enroll", "tagged-vm").tags
+        return clients.compute.virtual_machines.get("rg-enroll", "tagged-vm").tags
 
     # sshca_hosts, the VM given by resource id (as terraform/modules/enrolled_vm passes it)
     extra = {"sshca_work_dir": str(work), "sshca_access_rules": RULES,

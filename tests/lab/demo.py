@@ -36,28 +36,6 @@ def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def make_network(emu: emulator.Client) -> str:
-    """A resource group and a subnet, as terraform/modules/network would make them."""
-    from azure.identity import ClientSecretCredential
-    from azure.mgmt.network import NetworkManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
-
-    env = emu.env()
-    credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
-                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True)
-    common = {"base_url": emu.base_url, "credential_scopes": [emu.base_url + "/.default"], "polling_interval": 1}
-    subscription = env["AZURE_SUBSCRIPTION_ID"]
-    ResourceManagementClient(credential, subscription, **common).resource_groups.create_or_update(
-        RESOURCE_GROUP, {"location": LOCATION})
-    vnet = NetworkManagementClient(credential, subscription, **common).virtual_networks.begin_create_or_update(
-        RESOURCE_GROUP, "vnet-demo", {
-            "location": LOCATION,
-            "properties": {"addressSpace": {"addressPrefixes": ["10.40.0.0/16"]},
-                           "subnets": [{"name": "hosts", "properties": {"addressPrefix": "10.40.1.0/24"}}]},
-        }).result()
-    return vnet.subnets[0].id
-
-
 def ansible_env(emu: emulator.Client) -> dict[str, str]:
     collections = DEMO / "collections"
     link = collections / "ansible_collections" / "sshca" / "azure"
@@ -86,7 +64,8 @@ def main() -> int:
     WORK.mkdir(parents=True, mode=0o700)
     emu = emulator.up(EMULATOR_STATE)
     os.environ.update(emu.env())  # the SDK reads the emulator's CA bundle from here
-    subnet_id = make_network(emu)
+    subnet_id = emu.make_network(RESOURCE_GROUP, LOCATION, vnet="vnet-demo", address_space="10.40.0.0/16",
+                                 subnet_prefix="10.40.1.0/24")
     print(f"    emulator at {emu.base_url}; subnet {subnet_id.rsplit('/', 3)[-3]}/hosts in {RESOURCE_GROUP}")
 
     say("Step 2: ansible-playbook playbooks/enroll.yml - bootstrap key, VM, host certificate, lockout, proofs.")

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 from .. import hosts
 from .store import DEFAULT_STATE_DIR, load_config
@@ -138,6 +139,42 @@ class Client:
 
     def lab_hosts(self) -> list[hosts.Host]:
         return [h for h in hosts.list_hosts(OWNER) if h.name.startswith(self.host_prefix)]
+
+    # --- real Azure SDK clients, set up the way a user points them at this emulator ---------
+
+    def sdk_clients(self) -> SimpleNamespace:
+        """`.resource`, `.network`, `.compute` management clients and their `.credential`."""
+        from azure.identity import ClientSecretCredential
+        from azure.mgmt.compute import ComputeManagementClient
+        from azure.mgmt.network import NetworkManagementClient
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        env = self.env()
+        # azure-core's transport reads the CA bundle from the environment, as for any user.
+        os.environ.update({name: env[name] for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")})
+        credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"],
+                                            env["AZURE_CLIENT_SECRET"], authority=env["AZURE_AUTHORITY_HOST"],
+                                            disable_instance_discovery=True)
+        common = {"base_url": self.base_url, "credential_scopes": [self.base_url + "/.default"],
+                  "polling_interval": 1}
+        subscription = env["AZURE_SUBSCRIPTION_ID"]
+        return SimpleNamespace(credential=credential,
+                               resource=ResourceManagementClient(credential, subscription, **common),
+                               network=NetworkManagementClient(credential, subscription, **common),
+                               compute=ComputeManagementClient(credential, subscription, **common))
+
+    def make_network(self, resource_group: str, location: str, vnet: str = "vnet",
+                     address_space: str = "10.30.0.0/16", subnet_prefix: str = "10.30.1.0/24") -> str:
+        """A resource group and a VNet with subnet `hosts`, as terraform/modules/network makes them;
+        returns the subnet id."""
+        clients = self.sdk_clients()
+        clients.resource.resource_groups.create_or_update(resource_group, {"location": location})
+        network = clients.network.virtual_networks.begin_create_or_update(resource_group, vnet, {
+            "location": location,
+            "properties": {"addressSpace": {"addressPrefixes": [address_space]},
+                           "subnets": [{"name": "hosts", "properties": {"addressPrefix": subnet_prefix}}]},
+        }).result()
+        return network.subnets[0].id
 
 
 def up(state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, timeout: float = 30) -> Client:
