@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 LABCTL      := tests/lab/labctl
 STATE       := $(VENV)/.state
-DEB_PACKAGES := podman runc debootstrap openssh-client openssh-server uidmap shellcheck git make
+DEB_PACKAGES := podman runc debootstrap openssh-client openssh-server uidmap shellcheck git make python3-venv
 # ansible-test needs the collection at .../ansible_collections/sshca/azure and resolves links,
 # so sanity runs on a fresh copy of the files git would commit.
 SANITY_COPY := $(HOME)/.cache/sshca-azure-sanity/$(shell echo "$(CURDIR)" | sha256sum | cut -c1-10)/ansible_collections/sshca/azure
