@@ -433,11 +433,11 @@ def pip_body(spec, location):
     return body
 
 
-def nic_body(spec, location, with_pip, nsg_id, subnet_id=None):
+def nic_body(spec, location, with_pip, nsg_id, subnet_id=None, pip_id=None):
     config = {"subnet": {"id": subnet_id or spec.subnet_id}, "privateIPAllocationMethod": "Dynamic",
               "primary": True}
     if with_pip:
-        config["publicIPAddress"] = {"id": spec.pip_id}
+        config["publicIPAddress"] = {"id": pip_id or spec.pip_id}
     body = {"location": location, "tags": {MARKER_TAG: spec.name},
             "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]}}
     if nsg_id:
@@ -570,10 +570,14 @@ def plan_present(session, spec, actual, network_errors):
                                                                           pip_body(spec, location))))
     if nic_change:
         fields = ", ".join(f for f in ("subnet_id", "nsg_id", "public_ip") if f in changed)
+        # A subnet in another VNet is not changeable (reported above): the NIC keeps its own, and
+        # keeps the public IP it already has rather than one named after the VM.
+        nic_subnet = after["subnet_id"] if "subnet_id" in changed else plan.before["subnet_id"]
+        nic_pip = actual.pip["id"] if actual.pip else None
         plan.steps.append(Step("PUT", actual.nic["id"], "update network interface (%s)" % fields, lambda: network.
                                network_interfaces.begin_create_or_update(
                                    rg, _split(actual.nic["id"])[1],
-                                   nic_body(spec, location, after["public_ip"], after["nsg_id"], after["subnet_id"]))))
+                                   nic_body(spec, location, after["public_ip"], after["nsg_id"], nic_subnet, nic_pip))))
     if vm_patch:
         fields = sorted(f for f in changed if IN_PLACE.get(f) == "vm")
         plan.steps.append(Step("PATCH", spec.vm_id, "update VM (%s)" % ", ".join(fields),
@@ -593,7 +597,8 @@ def plan_absent(session, spec, actual):
                                lambda: compute.virtual_machines.begin_delete(rg, spec.name)))
         disk = (_props(actual.vm).get("storageProfile", {}).get("osDisk") or {})
         disk_id = (disk.get("managedDisk") or {}).get("id")
-        if disk_id and disk.get("deleteOption", "Delete") == "Delete":
+        # Azure's default deleteOption is Detach: a disk without Delete is kept, as Azure would.
+        if disk_id and disk.get("deleteOption") == "Delete":
             # Azure deletes it with the VM; delete it ourselves only if it was left behind.
             plan.steps.append(Step("DELETE", disk_id, "delete OS disk if the VM delete left it",
                                    lambda: _delete_if_present(compute.disks, *_split(disk_id))))
@@ -724,7 +729,7 @@ def _tags_without_marker(tags):
 
 def run(session, params, check_mode):
     """The whole azure_vm run; returns (results per VM, failed)."""
-    specs = build_specs(session, apply_vm_id(params))  # raises VMInputError before any request
+    specs = build_specs(session, params)  # raises VMInputError before any request
     concurrency = params["concurrency"]
     present = params["state"] == "present"
     network_errors = check_network(session, specs, concurrency) if present else {}

@@ -32,6 +32,7 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     atomic_write,
     generate_private_key,
     load_private_key,
+    parse_openssh_public_key,
     private_key_is_encrypted,
     private_key_to_openssh,
     public_key_of,
@@ -174,9 +175,9 @@ class FileCA(CABackend):
         elif self.passphrase:
             raise SSHKeyError(private, "is not encrypted, but a passphrase was given")
         signer = self._load(kind)
-        if self.key_type and _family(signer.public_key.key_type) != self.key_type:
+        if self.key_type and signer.public_key.family != self.key_type:
             raise SSHKeyError(private, "is a %s key, not %s; move it away to make a new CA"
-                              % (_family(signer.public_key.key_type), self.key_type))
+                              % (signer.public_key.family, self.key_type))
         return signer
 
     def ensure(self):
@@ -191,6 +192,7 @@ class FileCA(CABackend):
                 key_type = self.key_type or "ed25519"
                 key = generate_private_key(key_type, CA_KEY_SIZES.get(key_type), source="key_type")
                 atomic_write(private, private_key_to_openssh(key, self.passphrase), 0o600)
+                self._signers[kind] = KeySigner(key, "sshca %s CA" % kind)  # no need to decrypt it again
             os.chmod(private, 0o600)
             line = self._public_line(kind)
             if not os.path.exists(private + ".pub") or _read(private + ".pub").strip() != line:
@@ -216,13 +218,16 @@ class FileCA(CABackend):
         return self._load(kind)
 
     def public_key(self, kind):
-        if not os.path.exists(self.key_path(kind)):
+        private = self.key_path(kind)
+        if not os.path.exists(private):
             return None
+        if kind not in self._signers and os.path.exists(private + ".pub"):
+            # ssh_ca keeps the .pub in step with the key; reading it spares the passphrase KDF.
+            try:
+                return parse_openssh_public_key(_read_bytes(private + ".pub"), private + ".pub")
+            except SSHKeyError:
+                pass  # unreadable: the private key decides
         return self._load(kind).public_key
-
-
-def _family(key_type):
-    return {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa"}.get(key_type, "ecdsa")
 
 
 def _read(path):

@@ -207,7 +207,7 @@ def make_spec(cert_type, public_key, principals, validity, serial=None, key_id=N
     if not 0 <= serial < 2 ** 64:
         raise CertificateError("serial", "must be between 0 and 2^64-1")
     if key_id is None:
-        key_id = "%s:%s" % (cert_type, ",".join(names))
+        key_id = "%s:%s" % (cert_type, ",".join(sorted(names)))  # reordering principals is no change
     key_id = str(key_id)
     if "\n" in key_id or "\x00" in key_id:
         raise CertificateError("key_id", "must be one line")
@@ -446,19 +446,22 @@ def differences(existing, spec, ca_public_key, validity, serial_given, policy):
         found.append("valid_from changed")
     if validity.before_absolute and existing.valid_before != validity.valid_before:
         found.append("valid_to changed")
-    if (policy == "full_idempotence" and not validity.before_absolute
+    # A fixed start with a relative end asks for a new lifetime every run: not a change.
+    if (policy == "full_idempotence" and not validity.before_absolute and not validity.after_absolute
             and existing.valid_before - existing.valid_after != validity.lifetime):
         found.append("lifetime changed")
     return found
 
 
 def renewal_due(existing, validity, now):
-    """Expired, or less than a third of its life left; only for windows relative to now."""
+    """Expired, or less than a third of the validity asked for left; only for ends relative to now."""
     if validity.before_absolute:
         return None  # re-signing would give the same fixed window
     if now >= existing.valid_before:
         return "expired"
-    life = existing.valid_before - existing.valid_after
+    # The life asked for from now on, not the old certificate's span: with a fixed start in the
+    # past that span grows every run and would call for a re-sign each time.
+    life = validity.valid_before - max(validity.valid_after, now)
     left = existing.valid_before - now
     if left * 3 < life:
         return "less than a third of its life left (%ds of %ds)" % (left, life)
@@ -539,14 +542,16 @@ def certificate_task(params, ca, check_mode, now=None):
         serial = existing.serial  # the random serial stays put unless a re-sign happens
     spec = make_spec(cert_type, public_key, params.get("principals"), validity, serial, params.get("key_id"),
                      params.get("critical_options"), params.get("extensions"))
-    signer = ca.signer(cert_type)
-    decision = decide(existing, spec, signer.public_key, validity, now, params.get("regenerate") or
+    # The CA's public key decides; its private key (a slow passphrase KDF) is opened only to sign.
+    ca_public_key = ca.public_key(cert_type) or ca.signer(cert_type).public_key  # signer() names a missing CA
+    decision = decide(existing, spec, ca_public_key, validity, now, params.get("regenerate") or
                       "partial_idempotence", serial_given=params.get("serial") is not None, source=path)
     certificate = existing if not decision.resign else None
     if decision.resign:
         if params.get("serial") is None and isinstance(existing, Certificate):
             spec = make_spec(cert_type, public_key, spec.principals, validity, None, spec.key_id,
                              dict(spec.critical_options), spec.extensions)  # a new certificate, a new serial
+        signer = ca.signer(cert_type)  # also in check mode: a wrong passphrase fails either way
         if not check_mode:
             certificate = signer.sign_certificate(spec)
             atomic_write(path, certificate.openssh() + "\n", 0o644)

@@ -165,6 +165,11 @@ class PublicKey:
         """`SHA256:<unpadded base64>`, as `ssh-keygen -lf` prints it."""
         return "SHA256:" + base64.b64encode(_sha256(self.blob)).decode("ascii").rstrip("=")
 
+    @property
+    def family(self):
+        """rsa, ed25519 or ecdsa: the names key_type options use."""
+        return {"ssh-rsa": "rsa", "ssh-ed25519": "ed25519"}.get(self.key_type, "ecdsa")
+
     def to_cryptography(self):
         return serialization.load_ssh_public_key(self.openssh_no_comment().encode("ascii"))
 
@@ -595,7 +600,7 @@ class KeypairFiles:
         if self.regenerate == "always":
             return {"key": "regenerate", "reason": "regenerate=always", "public": public}
         mismatch = []
-        actual_type = {"ssh-rsa": "rsa", "ssh-ed25519": "ed25519"}.get(public.key_type, public.key_type)
+        actual_type = public.family
         if actual_type != self.key_type:
             mismatch.append("type is %s, not %s" % (actual_type, self.key_type))
         elif actual_type == "rsa" and public.bits != self.size:

@@ -165,7 +165,7 @@ def present(module, keypair):
     result = {"changed": changed, "path": keypair.path, "reason": plan["reason"]}
     if public is not None and not (module.check_mode and new_key):
         result.update(public_key=public.openssh(), public_key_rfc4716=public.rfc4716(),
-                      fingerprint=public.fingerprint(), type=keypair.key_type, size=public.bits)
+                      fingerprint=public.fingerprint(), type=public.family, size=public.bits)
     if module._diff:
         after = "(a new key)\n" if module.check_mode and new_key else _describe(public)
         result["diff"] = {"before": _describe(before), "after": after}

@@ -23,6 +23,7 @@ REPO = LAB.parent.parent
 sys.path.insert(0, str(LAB))
 
 from labkit import emulator, hosts, image  # noqa: E402
+from labkit.collection import collection_env, collections_root  # noqa: E402
 
 DEMO = Path.home() / ".sshca-demo"
 WORK = DEMO / "work"
@@ -37,18 +38,10 @@ def say(text: str) -> None:
 
 
 def ansible_env(emu: emulator.Client) -> dict[str, str]:
-    collections = DEMO / "collections"
-    link = collections / "ansible_collections" / "sshca" / "azure"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
-        link.symlink_to(REPO)
-    return dict(os.environ) | emu.env() | {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "ANSIBLE_COLLECTIONS_PATH": str(collections),
-        "ANSIBLE_NOCOLOR": "1",
+    return collection_env(emu.env() | {
         # A CA for this demo only; set SSHCA_CA_PASSPHRASE yourself to choose it.
         "SSHCA_CA_PASSPHRASE": os.environ.get("SSHCA_CA_PASSPHRASE", "sshca-demo-only"),
-    }
+    })
 
 
 def ssh(*args: str) -> subprocess.CompletedProcess:
@@ -102,7 +95,7 @@ def main() -> int:
     say("Done. The emulator and the VM keep running; try:")
     print(f"    ssh -F {WORK}/ssh_config {VM}")
     print("    # with SSHCA_CA_PASSPHRASE set to the demo's (tests/lab/demo.py):")
-    print(f"    ANSIBLE_COLLECTIONS_PATH={DEMO}/collections \\")
+    print(f"    ANSIBLE_COLLECTIONS_PATH={collections_root()} \\")
     print(f"      ansible-playbook playbooks/user_cert.yml -e sshca_work_dir={WORK} "
           "-e '{\"sshca_user_principals\": [\"grp:demo\"]}'   # a 16 h certificate for you")
     print(f"    tests/lab/labctl down --state-dir {EMULATOR_STATE}   # removes the emulator and its VM")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils import _azure_vm as azvm
@@ -195,6 +196,34 @@ def test_subnet_in_another_network_is_not_changeable(ssh_key):
     [new] = specs(name="web-1", ssh_public_key=ssh_key, subnet_id=SUBNET.replace("/vnet/", "/vnet2/"))
     p = plan(new, existing(old))
     assert p.not_changeable == ["subnet_id (other virtual network)"] and p.steps == []
+
+
+def test_nic_update_keeps_what_cannot_change_in_place(ssh_key):
+    """An NSG change on a NIC whose subnet is asked to move to another VNet (not possible in
+    place) must not send the other VNet's subnet, nor re-point the NIC at another public IP."""
+    sent = {}
+
+    class Interfaces:
+        def begin_create_or_update(self, resource_group, name, body):
+            sent[name] = body
+
+    class Session(FakeSession):
+        network = SimpleNamespace(network_interfaces=Interfaces())
+
+    [old] = specs(name="web-1", ssh_public_key=ssh_key)
+    nsg = SUBNET.split("/providers/")[0] + "/providers/Microsoft.Network/networkSecurityGroups/nsg2"
+    [new] = specs(name="web-1", ssh_public_key=ssh_key, subnet_id=SUBNET.replace("/vnet/", "/vnet2/"), nsg_id=nsg)
+    actual = existing(old)
+    own_pip = actual.pip["id"].replace("web-1-pip", "shared-pip")
+    actual = azvm.Actual(actual.vm, actual.nic, actual.pip | {"id": own_pip})
+    p = azvm.plan_present(Session(), new, actual, {})
+    assert p.not_changeable == ["subnet_id (other virtual network)"]
+    [step] = [s for s in p.steps if "networkInterfaces" in s.id]
+    step.run()
+    [config] = sent["web-1-nic"]["properties"]["ipConfigurations"]
+    assert config["properties"]["subnet"]["id"] == SUBNET
+    assert config["properties"]["publicIPAddress"]["id"] == own_pip
+    assert sent["web-1-nic"]["properties"]["networkSecurityGroup"]["id"] == nsg
 
 
 def test_latest_image_matches_any_deployed_version(ssh_key):
