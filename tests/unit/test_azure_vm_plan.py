@@ -211,7 +211,7 @@ def test_nic_update_keeps_what_cannot_change_in_place(ssh_key):
         network = SimpleNamespace(network_interfaces=Interfaces())
 
     [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    nsg = SUBNET.split("/providers/")[0] + "/providers/Microsoft.Network/networkSecurityGroups/nsg2"
+    nsg = SUBNET.split("/providers/", maxsplit=1)[0] + "/providers/Microsoft.Network/networkSecurityGroups/nsg2"
     [new] = specs(name="web-1", ssh_public_key=ssh_key, subnet_id=SUBNET.replace("/vnet/", "/vnet2/"), nsg_id=nsg)
     actual = existing(old)
     own_pip = actual.pip["id"].replace("web-1-pip", "shared-pip")
