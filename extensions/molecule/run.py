@@ -19,7 +19,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
 from labkit import emulator  # noqa: E402
-from labkit.collection import collection_env  # noqa: E402
 
 RESOURCE_GROUP = "rg-molecule"
 LOCATION = "westeurope"
@@ -33,15 +32,23 @@ def main(argv: list[str]) -> int:
     venv_bin = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix=f"molecule-{scenario}-") as scratch:
         scratch_dir = Path(scratch)
+        # A private collections folder: Molecule runs side by side with pytest, and must not share
+        # (or disturb) the checkout's link in labkit.collection (seen: every host unreachable).
+        collections = scratch_dir / "collections"
+        (collections / "ansible_collections" / "sshca").mkdir(parents=True)
+        (collections / "ansible_collections" / "sshca" / "azure").symlink_to(REPO)
         with emulator.running(scratch_dir / "emulator") as emu:
-            env = collection_env(emu.env() | {
+            env = dict(os.environ) | emu.env() | {
+                "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+                "ANSIBLE_COLLECTIONS_PATH": str(collections),
+                "ANSIBLE_NOCOLOR": "1",
                 "SSHCA_MOLECULE_RESOURCE_GROUP": RESOURCE_GROUP,
                 "SSHCA_MOLECULE_LOCATION": LOCATION,
                 "SSHCA_MOLECULE_SUBNET_ID": emu.make_network(RESOURCE_GROUP, LOCATION, vnet="vnet-molecule"),
                 "SSHCA_MOLECULE_WORK_DIR": str(scratch_dir / "work"),
                 # A throwaway CA for this run only.
                 "SSHCA_CA_PASSPHRASE": os.environ.get("SSHCA_CA_PASSPHRASE", "molecule-throwaway-ca"),
-            })
+            }
             return subprocess.run([str(venv_bin / "molecule"), "test", "-s", scenario, *extra],
                                   cwd=REPO, env=env, check=False).returncode
 
