@@ -53,14 +53,14 @@ def test_every_azurerm_block_matches_the_provider_schema(package, all_schemas, c
 # --- planted faults ------------------------------------------------------------------------------
 
 
-def plant(tmp_path, old: str, new: str):
-    """A copy of the enrolled_vm module with `old` replaced by `new` once in its main.tf."""
-    copy = shutil.copytree(ENROLLED_VM, tmp_path / "enrolled_vm")
-    main = copy / "main.tf"
-    text = main.read_text()
-    assert text.count(old) == 1, f"{old!r} is not in enrolled_vm/main.tf once"
-    main.write_text(text.replace(old, new))
-    return main
+def plant(tmp_path, old: str, new: str, root=ENROLLED_VM, file="main.tf"):
+    """A copy of `root` with `old` replaced by `new` once in its `file`."""
+    copy = shutil.copytree(root, tmp_path / root.name)
+    planted = copy / file
+    text = planted.read_text()
+    assert text.count(old) == 1, f"{old!r} is not in {root.name}/{file} once"
+    planted.write_text(text.replace(old, new))
+    return planted
 
 
 def last_line_with(main, marker: str) -> int:
@@ -115,6 +115,17 @@ FAULTS = {
         .replace("  }\n", '    key_comment = "ops"\n    }\n  }\n'),
         "key_comment", "azurerm_linux_virtual_machine.this: admin_ssh_key.key_comment: no such argument in azurerm {v}",
     ),
+    "data source without a required argument": (
+        'resource "terraform_data" "enrollment" {',
+        'data "azurerm_subnet" "given" {\n  name                 = "vms"\n  virtual_network_name = "net"\n}\n\n'
+        'resource "terraform_data" "enrollment" {',
+        'data "azurerm_subnet"',
+        "data.azurerm_subnet.given: resource_group_name: required argument missing (azurerm {v})",
+    ),
+    "misspelled resource type": (
+        'resource "azurerm_public_ip" "this" {', 'resource "azurerm_public_ips" "this" {', "azurerm_public_ips",
+        "azurerm_public_ips.this: azurerm_public_ips: no such resource type in azurerm {v}",
+    ),
 }
 
 
@@ -148,3 +159,11 @@ def test_an_argument_gone_in_the_next_major_is_deprecated_in_this_one(tmp_path, 
         f"{where}: deprecated in azurerm {old.version}: azurerm {new.version} no longer has it"]
     assert findings_for(main, all_schemas, new) == [
         f"{where}: removed in azurerm {new.version} (azurerm {old.version} has it)"]
+
+
+def test_the_provider_block_is_checked_too(tmp_path, all_schemas):
+    planted = plant(tmp_path, "features {}", "featuers {}", TERRAFORM / "examples" / "single_vm", "terraform.tf")
+    line = last_line_with(planted, "featuers")
+    for schema in all_schemas:
+        assert findings_for(planted, all_schemas, schema) == [
+            f'{planted}:{line}: provider "azurerm": featuers: no such block in azurerm {schema.version}']
