@@ -267,8 +267,7 @@ class Finding:
     line: int
     address: str  # the resource, data source or provider, as Terraform names it
     argument: str  # dotted path from the resource down
-    version: str
-    problem: str
+    problem: str  # names the azurerm release
 
     def __str__(self) -> str:
         where = self.file.relative_to(REPO) if self.file.is_relative_to(REPO) else self.file
@@ -285,7 +284,7 @@ class _BlockCheck:
         self.findings: list[Finding] = []
 
     def report(self, line: int, path: tuple[str, ...], problem: str) -> None:
-        self.findings.append(Finding(self.file, line, self.address, ".".join(path), self.schema.version, problem))
+        self.findings.append(Finding(self.file, line, self.address, ".".join(path), problem))
 
     def unknown(self, line: int, path, older: Block | None, what: str) -> None:
         if older is not None and path[-1] in older.names():
@@ -305,12 +304,10 @@ class _BlockCheck:
                 continue
             if name in schema.attributes:
                 given[name] += attribute.value is not None
-                wrong = type_mismatch(attribute.value, schema.attributes[name].type)
-                if wrong:
-                    wanted = _type_name(schema.attributes[name].type)
-                    self.report(line, here, f"azurerm {self.schema.version} wants {wanted}, got {wrong}")
+                self.typed(attribute.value, schema.attributes[name], line, here)
             elif name in schema.blocks and schema.blocks[name].also_attribute:
                 given[name] += attribute.value is not None
+                self.objects(attribute.value, line, schema.blocks[name].body, here)
             elif name in schema.blocks:
                 self.report(line, here, f"a block in azurerm {self.schema.version}: write `{name} {{ ... }}`")
                 given[name] += 1
@@ -350,6 +347,24 @@ class _BlockCheck:
             if required:
                 what = "argument" if name in schema.attributes else "block"
                 self.report(block_line, (*path, name), f"required {what} missing (azurerm {self.schema.version})")
+
+    def objects(self, value, line: int, schema: Block, path: tuple[str, ...]) -> None:
+        """`name = [{...}]`, for a list of objects the provider also takes as blocks: the keys and
+        literal types of each object written out (an expression is left to plan time)."""
+        for item in value if isinstance(value, list) else []:
+            for key, inner in item.items() if isinstance(item, dict) else []:
+                key = key.strip('"')
+                if key.startswith("__"):
+                    continue
+                if key not in schema.names():
+                    self.report(line, (*path, key), f"no such argument in azurerm {self.schema.version}")
+                elif key in schema.attributes:
+                    self.typed(inner, schema.attributes[key], line, (*path, key))
+
+    def typed(self, value, attribute: Attribute, line: int, path: tuple[str, ...]) -> None:
+        wrong = type_mismatch(value, attribute.type)
+        if wrong:
+            self.report(line, path, f"azurerm {self.schema.version} wants {_type_name(attribute.type)}, got {wrong}")
 
     def deprecated(self, line: int, path, newer: Block | None) -> None:
         if newer is not None and path[-1] not in newer.names():

@@ -167,3 +167,16 @@ def test_the_provider_block_is_checked_too(tmp_path, all_schemas):
     for schema in all_schemas:
         assert findings_for(planted, all_schemas, schema) == [
             f'{planted}:{line}: provider "azurerm": featuers: no such block in azurerm {schema.version}']
+
+
+def test_a_list_of_objects_written_for_blocks_is_checked_key_by_key(tmp_path, all_schemas):
+    """azurerm takes security_rule as blocks or as `security_rule = [{...}]`; both are checked."""
+    nsg = 'resource "azurerm_network_security_group" "this" {'
+    rules = '  security_rule = [{ name = "ssh", priority = "first", protocl = "Tcp" }]'
+    planted = plant(tmp_path, nsg, f"{nsg}\n{rules}", TERRAFORM / "modules" / "network")
+    where = f"{planted}:{last_line_with(planted, 'security_rule = [')}: azurerm_network_security_group.this"
+    for schema in all_schemas:
+        assert findings_for(planted, all_schemas, schema) == [
+            f'{where}: security_rule.priority: azurerm {schema.version} wants number, got "first"',
+            f"{where}: security_rule.protocl: no such argument in azurerm {schema.version}",
+        ]
