@@ -18,11 +18,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
-import contextlib
 import json
 import os
 import re
-import stat
 import traceback
 from urllib.parse import urlparse
 
@@ -33,8 +31,8 @@ from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (
     CASigner,
     check_key_size,
     check_kind,
-    folder_lock,
-    make_private_folder,
+    ensure_under_lock,
+    plan_private_folder,
     rsa_hash_name,
 )
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import ecdsa_signature_fields, ssh_signature
@@ -339,14 +337,7 @@ class KeyVaultCA(CABackend):
         return key_type, self.key_size or CA_KEY_SIZES[key_type]
 
     def plan(self):
-        changes = []
-        if self.path:
-            if os.path.exists(self.path) and not os.path.isdir(self.path):
-                raise SSHKeyError(self.path, "exists and is not a folder")
-            if not os.path.isdir(self.path):
-                changes.append("create folder %s (0700)" % self.path)
-            elif stat.S_IMODE(os.stat(self.path).st_mode) != 0o700:
-                changes.append("set mode 0700 on %s" % self.path)
+        changes = plan_private_folder(self.path) if self.path else []
         for kind in self.kinds:
             key = self._get(kind)
             if key is None:
@@ -364,24 +355,20 @@ class KeyVaultCA(CABackend):
         return os.path.join(self.path, "%s_ca.pub" % kind)
 
     def ensure(self):
-        changes = self.plan()  # every problem (permissions, key types) is found before anything is made
-        if not changes:
-            return changes
-        made = make_private_folder(self.path) if self.path else False
-        with folder_lock(self.path) if self.path else contextlib.nullcontext():
-            self._keys = {}  # another run may have made the keys while this one waited
-            changes = self.plan()
-            if made:
-                changes.insert(0, "create folder %s (0700)" % self.path)
-                os.chmod(self.path, 0o700)
-            for kind in self.kinds:
-                if self._get(kind) is None:
-                    self._keys[kind] = self._create(kind)
-                if self.path:
-                    line = self._checked_public_key(kind, self._keys[kind]).openssh()
-                    if _read_text(self._public_path(kind)).strip() != line:
-                        atomic_write(self._public_path(kind), line + "\n", 0o644)
-        return changes
+        def fresh_plan():
+            self._keys = {}  # under the lock: another run may have made the keys meanwhile
+            return self.plan()
+
+        return ensure_under_lock(self.path, fresh_plan, self._create_missing)
+
+    def _create_missing(self):
+        for kind in self.kinds:
+            if self._get(kind) is None:
+                self._keys[kind] = self._create(kind)
+            if self.path:
+                line = self._checked_public_key(kind, self._keys[kind]).openssh()
+                if _read_text(self._public_path(kind)).strip() != line:
+                    atomic_write(self._public_path(kind), line + "\n", 0o644)
 
     def _create(self, kind):
         name, _version = self._name_and_version(kind)

@@ -197,14 +197,42 @@ def folder_lock(path):
         os.close(descriptor)  # closing releases the lock
 
 
-def make_private_folder(path):
-    """Create `path` (0700) if missing; True if this call made it (not a parallel run)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        return False
-    return True
+def plan_private_folder(path):
+    """What making `path` a 0700 folder takes (a list of changes); SSHKeyError if it is a file."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SSHKeyError(path, "exists and is not a folder")
+    if not os.path.isdir(path):
+        return ["create folder %s (0700)" % path]
+    if stat.S_IMODE(os.stat(path).st_mode) != 0o700:
+        return ["set mode 0700 on %s" % path]
+    return []
+
+
+def ensure_under_lock(path, plan, create):
+    """Run `create()` if `plan()` lists changes, holding the lock on the folder `path` (None: no folder).
+
+    `plan()` runs first so every problem is found before anything is written, then again under the
+    lock: a parallel run may have made the CA meanwhile, and then there is nothing left to do.
+    """
+    changes = plan()
+    if not changes:
+        return changes
+    made = False
+    if path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+            made = True
+        except FileExistsError:
+            pass  # it exists, or a parallel run made it
+    with folder_lock(path) if path else contextlib.nullcontext():
+        changes = plan()
+        if made:
+            changes.insert(0, "create folder %s (0700)" % path)
+        if path:
+            os.chmod(path, 0o700)
+        create()
+    return changes
 
 
 class FileCA(CABackend):
@@ -251,17 +279,8 @@ class FileCA(CABackend):
     def describe(self, kind):
         return {"path": self.key_path(kind)}
 
-    def _check_folder(self):
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise SSHKeyError(self.path, "exists and is not a folder")
-
     def plan(self):
-        self._check_folder()
-        changes = []
-        if not os.path.isdir(self.path):
-            changes.append("create folder %s (0700)" % self.path)
-        elif stat.S_IMODE(os.stat(self.path).st_mode) != 0o700:
-            changes.append("set mode 0700 on %s" % self.path)
+        changes = plan_private_folder(self.path)
         for kind in self.kinds:
             private = self.key_path(kind)
             if not os.path.exists(private):
@@ -299,19 +318,7 @@ class FileCA(CABackend):
         return signer
 
     def ensure(self):
-        changes = self.plan()  # every problem is found before anything is written
-        if not changes:
-            return changes
-        made = make_private_folder(self.path)
-        with folder_lock(self.path):
-            # Another run may have made the CA while this one waited: plan again under the lock.
-            changes = self.plan()
-            if made:
-                changes.insert(0, "create folder %s (0700)" % self.path)
-            os.chmod(self.path, 0o700)
-            for kind in self.kinds:
-                self._write_key(kind)
-        return changes
+        return ensure_under_lock(self.path, self.plan, lambda: [self._write_key(kind) for kind in self.kinds])
 
     def _write_key(self, kind):
         private = self.key_path(kind)

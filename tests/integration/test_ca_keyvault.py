@@ -168,6 +168,22 @@ def test_ssh_cert_signs_through_key_vault_with_sign_granted_on_the_user_ca_alone
     assert not [secret for secret in [*emulator_secrets(vault), vault.secret] if secret in output]
 
 
+def test_a_pinned_key_version_signs_after_the_key_gets_a_new_one_and_hsm_keys_are_asked_for(vault, tmp_path):
+    first = vault.keys.create_ec_key("t-pinned", curve="P-256", key_operations=["sign", "verify"])
+    vault.keys.create_ec_key("t-pinned", curve="P-256", key_operations=["sign", "verify"])  # a new CA, in effect
+    pinned = vault_ca(vault, key_names={"user": f"t-pinned/{first.properties.version}"}, kinds=("user",))
+    subject = parse_public_key(make_keypair(tmp_path, "s").public_text)
+    window = resolve_validity("user", int(time.time()))
+    cert = pinned.signer("user").sign_certificate(make_spec("user", subject, ["a"], window))
+    assert pinned.describe("user")["key_version"] == first.properties.version
+    assert cert.signing_ca == pinned.public_key("user") != vault_ca(
+        vault, key_names={"user": "t-pinned"}, kinds=("user",)).public_key("user")
+    hsm = vault_ca(vault, key_names={"user": "t-hsm"}, kinds=("user",), key_type="rsa", key_size=3072, hsm=True)
+    assert hsm.plan() == [f"create Key Vault key {vault.url}/keys/t-hsm (RSA 3072, HSM) for the user CA"]
+    hsm.ensure()
+    assert vault.keys.get_key("t-hsm").key_type == "RSA-HSM"
+
+
 # --- bad input: one line naming the vault and the key, nothing written ------------------------------
 
 

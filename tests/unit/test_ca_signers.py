@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import base64
+import json
 import multiprocessing
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from ansible_collections.sshca.azure.plugins.module_utils._ca_keyvault import IdentityRecorder
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (
     CASigner,
     FileCA,
@@ -28,6 +30,7 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     parse_public_key,
     public_key_of,
 )
+from azure.core.credentials import AccessToken
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     SSHCertificateBuilder,
@@ -252,3 +255,24 @@ def test_a_signer_that_only_signs_bytes_makes_valid_certificates(tmp_path):
     assert read_certificate(cert.openssh()) == cert
     nonce = load_ssh_public_identity(cert.openssh().encode()).nonce
     assert len(nonce) == 32 and signer.calls[0].startswith(b"\x00\x00\x00\x20ssh-ed25519-cert-v01@openssh.com")
+
+
+class FakeCredential:
+    def __init__(self, claims):
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        self.token = f"e30.{payload}.c2ln"
+
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken(self.token, 0)
+
+
+@pytest.mark.parametrize(("claims", "identity"), [
+    ({"upn": "alice@contoso.example", "appid": "04b07795"}, "alice@contoso.example"),  # a person, via the CLI app
+    ({"appid": "5323f9a7", "oid": "faf80fe8"}, "app:5323f9a7"),  # a service principal, v1 token
+    ({"azp": "bb2a64ee"}, "app:bb2a64ee"),  # v2 token
+    ({}, None),
+])
+def test_the_signing_identity_comes_from_the_vault_token(claims, identity):
+    recorder = IdentityRecorder(FakeCredential(claims))
+    assert recorder.get_token("https://vault.azure.net/.default").token.count(".") == 2
+    assert recorder.identity() == identity
