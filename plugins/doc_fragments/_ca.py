@@ -15,8 +15,8 @@ options:
     description:
       - The CA that signs. Host certificates are signed by the host CA; user certificates by the user CA (people
         and CI) or, for the automation's own access, by the admin CA.
-      - Defaults to the CA of O(type). Only this CA is unlocked: its passphrase (or its Key Vault permission) is all
-        the run needs.
+      - Defaults to the CA of O(type). Only this CA is unlocked, so its passphrase (or its Key Vault permission) is
+        all the run needs.
     type: str
     choices: [host, user, admin]
   ca_path:

@@ -73,7 +73,7 @@ def _value(item):
 
 
 def _one_line(text, limit=200):
-    line = " ".join(str(text).split("\r\n")[0].split("\n")[0].split())
+    line = " ".join(str(text).splitlines()[0].split()) if str(text).strip() else ""
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
@@ -266,8 +266,8 @@ class KeyVaultCA(CABackend):
                 except AzureConfigError as exc:
                     raise SSHKeyError(str(exc)) from None
             session = requests.Session()
-            session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=2,
-                                                                   pool_maxsize=max(self._pool_size, 4)))
+            adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(self._pool_size, 4))
+            session.mount("https://", adapter)
             recorder = IdentityRecorder(credential)
             common = {"transport": RequestsTransport(session=session, session_owner=False),
                       "retry_policy": _RetryPolicy()}
@@ -290,8 +290,8 @@ class KeyVaultCA(CABackend):
             detail = _one_line(message)
             if action_line:
                 detail = "%s (%s)" % (detail.rstrip("."), action_line.group(1))
-            return SSHKeyError(source, "%s refused: %d %s%s: %s" % (action, exc.status_code, code,
-                                                                   "/" + inner if inner else "", detail))
+            status = "%d %s%s" % (exc.status_code, code, "/" + inner if inner else "")
+            return SSHKeyError(source, "%s refused: %s: %s" % (action, status, detail))
         if isinstance(exc, ClientAuthenticationError):
             return SSHKeyError(source, "no token for the vault: %s" % _one_line(exc))
         return SSHKeyError(source, "%s failed: %s" % (action, _one_line(exc)))
@@ -306,13 +306,10 @@ class KeyVaultCA(CABackend):
             name, version = self._name_and_version(kind)
             try:
                 self._keys[kind] = self._client()[0].get_key(name, version)
-            except HttpResponseError as exc:
-                if getattr(exc, "status_code", None) == 404 and version is None:
-                    self._keys[kind] = None
-                else:
+            except Exception as exc:  # every SDK failure becomes one line naming the vault and key
+                if getattr(exc, "status_code", None) != 404 or version is not None:
                     raise self.error(kind, exc, "reading the key") from None
-            except Exception as exc:
-                raise self.error(kind, exc, "reading the key") from None
+                self._keys[kind] = None  # no such key yet: ssh_ca makes it
         return self._keys[kind]
 
     def _checked_public_key(self, kind, key):

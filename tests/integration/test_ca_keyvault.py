@@ -108,8 +108,8 @@ def test_ssh_ca_makes_one_vault_key_per_ca_and_no_private_byte_on_the_controller
     folder = tmp_path / "ca"
     runs = run_four(ansible_module, "ssh_ca", {"backend": "azure_keyvault", "path": str(folder)})  # vault_url: env
     assert [line.split(" (")[0] for line in runs[0].result["changes"]] == [
-        f"create folder {folder}", *(f"create Key Vault key {vault.url}/keys/sshca-{kind}-ca"
-                                           for kind in ("host", "user", "admin"))]
+        f"create folder {folder}",
+        *(f"create Key Vault key {vault.url}/keys/sshca-{kind}-ca" for kind in ("host", "user", "admin"))]
     made = runs[1].result
     for kind in ("host", "user", "admin"):
         key = vault.keys.get_key(f"sshca-{kind}-ca")
@@ -126,8 +126,8 @@ def test_ssh_ca_makes_one_vault_key_per_ca_and_no_private_byte_on_the_controller
     assert not [secret for secret in [*emulator_secrets(vault), vault.secret] if secret in output]
 
 
-def test_ssh_cert_signs_through_key_vault_with_sign_granted_on_the_user_ca_alone(ansible_module, vault, test_cas,
-                                                                                tmp_path):
+def test_ssh_cert_signs_through_key_vault_with_sign_granted_on_the_user_ca_alone(
+        ansible_module, vault, test_cas, tmp_path):
     key = make_keypair(tmp_path, "alice")
     args = {"type": "user", "ca_backend": "azure_keyvault", "ca_path": str(test_cas), "user_ca_key": TEST_KEYS["user"],
             "public_key_path": str(key.public), "path": str(tmp_path / "alice-cert.pub"), "principals": ["alice"]}
@@ -292,6 +292,7 @@ def test_real_sshd_accepts_key_vault_certificates_and_refuses_a_tampered_signatu
             make_spec("user", subject, ["azureuser"], resolve_validity("user", now))).openssh()
         accepted = login(certificates[label])
         assert accepted.returncode == 0 and accepted.stdout.strip() == "azureuser", (label, accepted.stderr)
+
     # OpenSSH's client checks a certificate's signature when it loads one and would never send a forged
     # one; paramiko sends the bytes as given, so sshd is the one that must refuse them.
     def paramiko_login(cert_line: str) -> str:

@@ -116,10 +116,10 @@ def test_parallel_first_runs_on_an_empty_folder_make_one_ca(tmp_path):
     folder = tmp_path / "ca"
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(4), context.Queue()
-    runs = [context.Process(target=_first_run, args=(str(folder), barrier, results)) for _ in range(4)]
+    runs = [context.Process(target=_first_run, args=(str(folder), barrier, results)) for _run in range(4)]
     for run in runs:
         run.start()
-    reports = [results.get(timeout=60) for _ in runs]
+    reports = [results.get(timeout=60) for _run in runs]
     for run in runs:
         run.join(timeout=60)
         assert run.exitcode == 0
