@@ -10,7 +10,9 @@ import base64
 import hashlib
 import ipaddress
 import itertools
+import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -372,19 +374,85 @@ def test_standalone_empty_disk(azure, network):
         azure.compute.disks.get(RG, "data-1")
 
 
-def test_write_budget_throttles_like_arm_and_the_sdk_waits(azure, network, emu):
-    emu.set_faults(write_budget={"limit": 2, "window": 2})
+def test_a_write_burst_beyond_arms_bucket_is_throttled_and_the_sdk_waits(azure, network, emu):
+    emu.set_throttling(arm=0.1)  # writes: a bucket of 20, refilled 1 a second
+    seen = []
     try:
         since = time.time()
-        for value in ("a", "b", "c"):
-            group = azure.resources.resource_groups.update(RG, {"tags": {"round": value}})
-            assert group.tags == {"round": value}
+        for n in range(24):
+            group = azure.resources.resource_groups.update(RG, {"tags": {"round": str(n)}}, raw_response_hook=(
+                lambda response: seen.append(response.http_response.headers)))
+            assert group.tags == {"round": str(n)}
     finally:
-        emu.set_faults(write_budget=None)
-    log = [e for e in emu.requests(since) if e["method"] == "PATCH"]
-    throttled = [e for e in log if e["status"] == 429]
-    assert throttled and throttled[0]["fault"] == "429-budget"
-    assert [e["status"] for e in log if e["status"] != 429] == [200, 200, 200]
+        emu.set_throttling(arm=1.0)
+    patches = [e for e in emu.requests(since) if e["method"] == "PATCH"]
+    throttled = [e for e in patches if e["status"] == 429]
+    assert throttled and all(e["fault"] == "429-arm" and e["retry_after"] == "1" for e in throttled)
+    assert len([e for e in patches if e["status"] == 200]) == 24  # every write went through in the end
+    remaining = [int(h["x-ms-ratelimit-remaining-subscription-writes"]) for h in seen]
+    assert remaining[0] == 19 and 0 in remaining
+    assert int(seen[0]["x-ms-ratelimit-remaining-subscription-global-writes"]) == 20 * 15 - 1
+
+
+def test_compute_put_vm_bucket_refuses_new_vms_with_computes_answer(azure, network, emu):
+    emu.set_throttling(compute=0.002)  # Put VM: a bucket of 3, refilled 1 a minute
+    try:
+        for n in range(3):  # each creation counts, whether it then succeeds or not
+            with pytest.raises(HttpResponseError) as refused:
+                azure.compute.virtual_machines.begin_create_or_update(RG, f"vm-q{n}", vm_model(
+                    f"vm-q{n}", "no-such-nic", "ssh-ed25519 AAAA"))
+            assert refused.value.status_code != 429
+        with pytest.raises(HttpResponseError) as throttled:
+            azure.compute.virtual_machines.begin_create_or_update(RG, "vm-q3", vm_model(
+                "vm-q3", "no-such-nic", "ssh-ed25519 AAAA"), retry_total=0)
+    finally:
+        emu.set_throttling(compute=1.0)
+    response = throttled.value.response
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 50
+    assert response.headers["x-ms-ratelimit-remaining-resource"] == "Microsoft.Compute/PutVM;0"
+    assert throttled.value.error.code == "OperationNotAllowed"
+    assert throttled.value.error.details[0].target == "PutVM"
+
+
+def test_a_write_applied_then_answered_503_is_not_duplicated_by_the_sdks_retry(azure, network, emu):
+    emu.set_faults(lab_hosts=False, faults=[{"rate": 1.0, "statuses": [503], "methods": ["PUT"], "applied": True,
+                                            "paths": "/(virtualMachines/vm-once|publicIPAddresses/vm-once-ip)$",
+                                            "max_per_call": 1}])
+    try:
+        since = time.time()
+        nic = make_nic(azure, network, "vm-once")
+        key = "ssh-ed25519 " + base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + bytes(32)).decode()
+        vm = azure.compute.virtual_machines.begin_create_or_update(RG, "vm-once", vm_model(
+            "vm-once", nic.id, key)).result()
+    finally:
+        emu.set_faults(lab_hosts=True, faults={"rate": 0.0})
+    puts = [(e["path"].rsplit("/", 1)[1], e["status"], e["fault"]) for e in emu.requests(since) if e["method"] == "PUT"]
+    assert ("vm-once", 503, "503-applied") in puts and ("vm-once-ip", 503, "503-applied") in puts
+    assert vm.provisioning_state == "Succeeded"
+    assert [v.name for v in azure.compute.virtual_machines.list(RG)].count("vm-once") == 1
+    disks = [d for d in azure.compute.disks.list_by_resource_group(RG) if d.managed_by == vm.id]
+    assert len(disks) == 1
+    ips = [p for p in azure.network.public_ip_addresses.list(RG) if p.name.startswith("vm-once")]
+    assert len(ips) == 1 and ips[0].ip_address
+    azure.compute.virtual_machines.begin_delete(RG, "vm-once").result()
+
+
+def test_cloud_metadata_leads_an_sdk_from_the_arm_url_to_authority_and_audience(azure, emu):
+    for api_version in ("2015-01-01", "2022-09-01"):  # azure.azcollection's (msrestazure), azure-cli's
+        response = requests.get(f"{emu.base_url}/metadata/endpoints", params={"api-version": api_version},
+                                verify=str(emu.ca_bundle), timeout=10)
+        assert response.status_code == 200
+        metadata = response.json()
+        arm = metadata.get("resourceManager", emu.base_url + "/")
+        authority, audience = metadata["authentication"]["loginEndpoint"], metadata["authentication"]["audiences"][0]
+        credential = ClientSecretCredential(azure.env["AZURE_TENANT_ID"], azure.env["AZURE_CLIENT_ID"],
+                                            azure.env["AZURE_CLIENT_SECRET"], authority=authority,
+                                            disable_instance_discovery=True)
+        client = ResourceManagementClient(credential, azure.sub, base_url=arm,
+                                          credential_scopes=[audience.rstrip("/") + "/.default"])
+        assert client.resource_groups.get(RG).name == RG
+        everything = json.dumps(metadata)
+        assert all(url.startswith(emu.base_url) for url in re.findall(r"https?://[^\"]+", everything))
 
 
 def test_guard_catches_msal_instance_discovery_which_the_lab_must_disable(azure):

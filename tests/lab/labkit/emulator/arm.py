@@ -382,6 +382,27 @@ class Arm:
         elif body["type"] == "Microsoft.Network/networkInterfaces":
             self._link_nic(body, attach=False)
 
+    def compute_policy(self, method: str, path: str) -> str | None:
+        """Which of Compute's throttling policies a request falls under (VMs and their operations)."""
+        low = [p.lower() for p in path.split("/") if p]
+        if len(low) == 8 and low[2:5] == ["providers", "microsoft.compute", "locations"] and low[6] == "operations":
+            return "GetOperation"
+        if low[2:3] == ["providers"] and low[3:5] == ["microsoft.compute", "virtualmachines"] and len(low) == 5:
+            return "HighCostGetVM"
+        if len(low) < 7 or low[4:7] != ["providers", "microsoft.compute", "virtualmachines"]:
+            return None
+        if len(low) == 7:
+            return "HighCostGetVM"
+        action = low[8] if len(low) > 8 else ""
+        if method in ("GET", "HEAD"):
+            return "LowCostGetVM"
+        if method == "DELETE" or action == "deallocate":
+            return "DeleteVM"
+        if method == "PUT" and not self.get(f"/subscriptions/{low[1]}/resourceGroups/{low[3]}/providers/"
+                                            f"Microsoft.Compute/virtualMachines/{low[7]}"):
+            return "PutVM"
+        return "UpdateVM"
+
     # --- dispatch -----------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, str], body: dict | None) -> Reply:
