@@ -145,13 +145,18 @@ def keygen(folder: Path, name: str, *args: str) -> Path:
     return private
 
 
-def vm_model(name: str, nic_id: str, key_data: str, admin: str = "azureuser") -> cm.VirtualMachine:
+UBUNTU_2404 = cm.ImageReference(publisher="Canonical", offer="ubuntu-24_04-lts", sku="server", version="latest")
+UBUNTU_2204 = cm.ImageReference(publisher="Canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts-gen2",
+                                version="latest")
+
+
+def vm_model(name: str, nic_id: str, key_data: str, admin: str = "azureuser",
+             image: cm.ImageReference = UBUNTU_2404) -> cm.VirtualMachine:
     return cm.VirtualMachine(
         location=LOCATION,
         hardware_profile=cm.HardwareProfile(vm_size="Standard_B1s"),
         storage_profile=cm.StorageProfile(
-            image_reference=cm.ImageReference(publisher="Canonical", offer="ubuntu-24_04-lts", sku="server",
-                                              version="latest"),
+            image_reference=image,
             os_disk=cm.OSDisk(create_option="FromImage", delete_option="Delete")),
         os_profile=cm.OSProfile(computer_name=name, admin_username=admin, linux_configuration=cm.LinuxConfiguration(
             disable_password_authentication=True,
@@ -175,18 +180,19 @@ def make_nic(azure: Azure, network: dict, name: str, public_ip: bool = True) -> 
 
 @pytest.fixture(scope="module")
 def vms(azure, network, tmp_path_factory):
-    """Two VMs: one given an RSA key in RFC 4716 form, one an OpenSSH ed25519 line."""
+    """Two VMs: Ubuntu 22.04 given an RSA key in RFC 4716 form, 24.04 an OpenSSH ed25519 line."""
     folder = tmp_path_factory.mktemp("keys")
     rsa_key = keygen(folder, "boot_rsa", "-t", "rsa", "-b", "3072")
     rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", f"{rsa_key}.pub"], capture_output=True, text=True,
                              check=True).stdout
     ed_key = keygen(folder, "boot_ed25519", "-t", "ed25519")
-    specs = {"vm-rfc": (rsa_key, rfc4716), "vm-openssh": (ed_key, Path(f"{ed_key}.pub").read_text())}
+    specs = {"vm-rfc": (rsa_key, rfc4716, UBUNTU_2204),
+             "vm-openssh": (ed_key, Path(f"{ed_key}.pub").read_text(), UBUNTU_2404)}
     pollers = {}
-    for name, (_key, key_data) in specs.items():
+    for name, (_key, key_data, image) in specs.items():
         nic = make_nic(azure, network, name)
-        pollers[name] = azure.compute.virtual_machines.begin_create_or_update(RG, name, vm_model(name, nic.id,
-                                                                                                 key_data))
+        pollers[name] = azure.compute.virtual_machines.begin_create_or_update(RG, name, vm_model(
+            name, nic.id, key_data, image=image))
     created = {name: poller.result() for name, poller in pollers.items()}
     return {name: {"vm": vm, "key": specs[name][0],
                    "ip": azure.network.public_ip_addresses.get(RG, f"{name}-ip").ip_address}
@@ -209,6 +215,17 @@ def test_vms_from_rfc4716_and_openssh_keys_let_their_bootstrap_keys_in(azure, vm
         login = ssh(vm["ip"], vm["key"], "hostname; id -un; sudo -n true && echo sudo-ok")
         assert login.returncode == 0, login.stderr
         assert login.stdout.split() == [name, "azureuser", "sudo-ok"]
+
+
+def test_ubuntu_2404_vms_start_sshd_from_a_socket_and_2204_vms_from_a_service(azure, vms):
+    """Debian stand-ins, not Ubuntu: trixie with ssh.socket for 24.04, bookworm with ssh.service for 22.04."""
+    for name, (debian, sshd_unit) in {"vm-openssh": ("13", "ssh.socket"), "vm-rfc": ("12", "ssh.service")}.items():
+        view = azure.compute.virtual_machines.instance_view(RG, name)
+        assert (view.os_name, view.os_version) == ("debian", debian)
+        out = ssh(vms[name]["ip"], vms[name]["key"], "cut -d. -f1 /etc/debian_version; "
+                  "systemctl is-enabled ssh.socket ssh.service || true").stdout.split()
+        assert out[0] == debian
+        assert dict(zip(["ssh.socket", "ssh.service"], out[1:], strict=True))[sshd_unit] == "enabled", out
 
 
 def test_public_ip_without_vm_only_reserves_an_address(azure, network, emu):

@@ -133,6 +133,24 @@ def _ref(obj: dict | None) -> str | None:
     return (obj or {}).get("id")
 
 
+DEFAULT_HOST_KIND = {"suite": "bookworm", "ssh_activation": "service"}
+DEBIAN_VERSIONS = {"bookworm": "12", "trixie": "13"}
+
+
+def lab_host_kind(image: dict) -> dict:
+    """The lab host kind standing in for an Azure image, as the keyword arguments hosts.start_host
+    takes beyond its default (bookworm with ssh.service, for Ubuntu 22.04 and everything else).
+    Ubuntu 24.04 starts sshd from ssh.socket: Debian trixie set up that way stands in for it.
+    Neither is Ubuntu."""
+    publisher, offer, sku = ((image.get(key) or "").lower() for key in ("publisher", "offer", "sku"))
+    if publisher == "canonical":
+        if offer == "ubuntu-24_04-lts" or offer.startswith("0001-com-ubuntu-server-noble"):
+            return {"suite": "trixie", "ssh_activation": "socket"}
+        if offer.startswith("0001-com-ubuntu-server-jammy") and sku.startswith("22_04-lts"):
+            return {}  # bookworm with ssh.service: OpenSSH 9.2 against jammy's 8.9
+    return {}
+
+
 def _run_command_message(stdout: bytes, stderr: bytes) -> str:
     """The message RunCommandLinux reports: succeeded whatever the script's exit status."""
     def tail(data: bytes) -> str:
@@ -262,7 +280,8 @@ class Arm:
             try:
                 if job["kind"] == "start_host":
                     host = self._start_host(job["name"], job["keys"], address=job["address"],
-                                            admin_user=job["admin_user"], hostname=job["hostname"], owner=OWNER)
+                                            admin_user=job["admin_user"], hostname=job["hostname"], owner=OWNER,
+                                            **job.get("host_kind", {}))
                     with self.store.lock:
                         record = self.get(op["resource"])
                         if record:
@@ -1220,8 +1239,10 @@ class Arm:
         job = None
         if self.settings().get("lab_hosts", True):
             job = {"kind": "start_host", "name": host, "keys": keys, "address": address,
-                   "admin_user": os_profile["adminUsername"], "hostname": os_profile["computerName"].lower()}
-        lab = {"host": host if job else None, "address": address, "power": "starting"}
+                   "admin_user": os_profile["adminUsername"], "hostname": os_profile["computerName"].lower(),
+                   "host_kind": lab_host_kind(image)}
+        lab = {"host": host if job else None, "address": address, "power": "starting",
+               "suite": lab_host_kind(image).get("suite", DEFAULT_HOST_KIND["suite"])}
         return self._accepted_put(new, None, api, job, lab=lab, creating_state="Creating")
 
     def _vm_public_ip(self, nic: dict) -> str | None:
@@ -1324,7 +1345,7 @@ class Arm:
         statuses.append({"code": power[0], "level": "Info", "displayStatus": power[1]})
         disk = body["properties"]["storageProfile"]["osDisk"]
         return {"computerName": body["properties"]["osProfile"]["computerName"], "osName": "debian",
-                "osVersion": "12", "hyperVGeneration": "V2",
+                "osVersion": DEBIAN_VERSIONS[lab.get("suite", DEFAULT_HOST_KIND["suite"])], "hyperVGeneration": "V2",
                 "vmAgent": {"vmAgentVersion": "2.9.1.1", "statuses": [
                     {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready",
                      "message": "Guest Agent is running"}]},
