@@ -14,7 +14,7 @@ DEB_PACKAGES := podman runc debootstrap openssh-client openssh-server uidmap she
 # so sanity runs on a fresh copy of the files git would commit.
 SANITY_COPY := $(HOME)/.cache/sshca-azure-sanity/$(shell echo "$(CURDIR)" | sha256sum | cut -c1-10)/ansible_collections/sshca/azure
 # Sanity judges what the collection ships; the lab, Terraform and benchmarks have ruff and tests.
-NOT_COLLECTION := tests/lab|tests/terraform|terraform|bench
+NOT_COLLECTION := tests/lab|tests/terraform|terraform|bench|tools
 PYTEST_LOG  := $(VENV)/pytest.log
 
 .PHONY: help setup demo test lint sanity pytest terraform-check bench lab-up lab-down clean
@@ -79,8 +79,8 @@ lint:
 	@echo "== ruff =="
 	@$(VENV)/bin/ruff check . bench/*/run
 	@echo "== ansible-lint =="
-	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$$($(PY) -c 'import sys; sys.path.insert(0, "tests/lab"); \
-		from labkit.collection import collections_root; print(collections_root())') $(VENV)/bin/ansible-lint --offline -q
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$$($(PY) -c 'from tools.collection import \
+		collections_root; print(collections_root())') $(VENV)/bin/ansible-lint --offline -q
 
 sanity: $(HOME)/.ansible/test/cache/.standin
 	@echo "== ansible-test sanity =="
@@ -109,8 +109,13 @@ terraform-check:
 	@echo "== terraform =="
 	@if [ -d terraform ]; then $(PY) -m pytest -q -p no:cacheprovider tests/terraform; else echo "no terraform/ yet"; fi
 
+# Benchmarks one after the other; the first that fails stops the run and is named.
 bench: setup
-	@for b in bench/*/run; do [ -x "$$b" ] && { echo "== $$b =="; $(PY) "$$b"; }; done; true
+	@for b in bench/*/run; do \
+		[ -x "$$b" ] || continue; \
+		echo "== $$b =="; \
+		$(PY) "$$b" || { echo "make bench: $$b failed" >&2; exit 1; }; \
+	done
 
 # The lab: the Azure emulator on 127.0.0.1 (then `eval "$$(tests/lab/labctl env)"`) and its host image.
 lab-up: setup

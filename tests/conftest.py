@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "lab"))
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "lab")]
 
 from labkit import hosts  # noqa: E402
-from labkit.collection import collection_env, make_importable  # noqa: E402
+from tools.collection import collection_env, make_importable  # noqa: E402
 
 
 @dataclass(frozen=True)

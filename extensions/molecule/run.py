@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lab"))
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "lab")]
 
 from labkit import emulator  # noqa: E402
+from tools.collection import link_collection  # noqa: E402
 
 RESOURCE_GROUP = "rg-molecule"
 LOCATION = "westeurope"
@@ -33,10 +34,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix=f"molecule-{scenario}-") as scratch:
         scratch_dir = Path(scratch)
         # A private collections folder: Molecule runs side by side with pytest, and must not share
-        # (or disturb) the checkout's link in labkit.collection (seen: every host unreachable).
-        collections = scratch_dir / "collections"
-        (collections / "ansible_collections" / "sshca").mkdir(parents=True)
-        (collections / "ansible_collections" / "sshca" / "azure").symlink_to(REPO)
+        # (or disturb) the checkout's own link, collections_root() (seen: every host unreachable).
+        collections = link_collection(scratch_dir / "collections")
         with emulator.running(scratch_dir / "emulator") as emu:
             env = dict(os.environ) | emu.env() | {
                 "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",

@@ -20,10 +20,10 @@ from pathlib import Path
 
 LAB = Path(__file__).resolve().parent
 REPO = LAB.parent.parent
-sys.path.insert(0, str(LAB))
+sys.path[:0] = [str(REPO), str(LAB)]
 
 from labkit import emulator, hosts, image  # noqa: E402
-from labkit.collection import collection_env, collections_root  # noqa: E402
+from tools.collection import collection_env, collections_root  # noqa: E402
 
 DEMO = Path.home() / ".sshca-demo"
 WORK = DEMO / "work"

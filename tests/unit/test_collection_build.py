@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_built_artifact_has_no_lab_terraform_bench_or_virtualenv(tmp_path):
+def test_built_artifact_has_no_lab_terraform_bench_tools_or_virtualenv(tmp_path):
     galaxy = Path(sys.executable).parent / "ansible-galaxy"
     subprocess.run([str(galaxy), "collection", "build", "--output-path", str(tmp_path), str(REPO)],
                    check=True, capture_output=True)
@@ -19,5 +19,5 @@ def test_built_artifact_has_no_lab_terraform_bench_or_virtualenv(tmp_path):
         names = tar.getnames()
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
     assert "meta/runtime.yml" in names
-    unwanted = ("tests/lab", "terraform", "bench", ".venv", ".git/", "tests/output", ".ci")
+    unwanted = ("tests/lab", "terraform", "bench", "tools", ".venv", ".git/", "tests/output", ".ci")
     assert [n for n in names if n.startswith(unwanted)] == []

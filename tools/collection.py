@@ -1,7 +1,9 @@
-"""This checkout as the `sshca.azure` collection, for ansible-playbook, tests and benchmarks.
+"""This checkout as the `sshca.azure` collection, for ansible-playbook, tests, benchmarks, Molecule
+and the Makefile (not shipped: galaxy.yml's build_ignore leaves `tools/` out).
 
 Ansible finds collections at `<root>/ansible_collections/<namespace>/<name>`; each checkout
 gets its own root (a symlink to it), so two checkouts testing at once never repoint each other.
+Import it with the checkout's top folder on sys.path: `from tools.collection import ...`.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 
 
-def collections_root() -> Path:
-    """The root whose ansible_collections/sshca/azure is this checkout (made on first use)."""
-    default = Path.home() / ".cache" / "sshca-azure" / hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
-    root = Path(os.environ.get("SSHCA_COLLECTIONS_ROOT", default))
+def link_collection(root: Path) -> Path:
+    """Make `root/ansible_collections/sshca/azure` this checkout (atomically); return root."""
     link = root / "ansible_collections" / "sshca" / "azure"
     if not (link.is_symlink() and link.resolve() == REPO):
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +26,12 @@ def collections_root() -> Path:
         tmp.symlink_to(REPO)
         tmp.replace(link)  # atomic: a parallel test never sees the link missing
     return root
+
+
+def collections_root() -> Path:
+    """The root whose ansible_collections/sshca/azure is this checkout (made on first use)."""
+    default = Path.home() / ".cache" / "sshca-azure" / hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
+    return link_collection(Path(os.environ.get("SSHCA_COLLECTIONS_ROOT", default)))
 
 
 def collection_env(extra: dict[str, str] | None = None) -> dict[str, str]:
