@@ -81,7 +81,7 @@ VM_ID_RE = re.compile(r"(?i)^/subscriptions/([^/]+)/resourceGroups/([^/]+)/provi
 VM_ITEM_SPEC = dict(VM_OPTION_SPEC, name={"type": "str", "required": True})
 
 # Fields Azure changes in place, and how; every other differing field is not changeable in place.
-IN_PLACE = {"size": "vm", "identity": "vm", "os_disk.delete_option": "vm", "tags": "vm",
+IN_PLACE = {"size": "vm", "identity": "vm", "os_disk.delete_option": "vm", "tags": "vm", "boot_diagnostics": "vm",
             "subnet_id": "nic", "nsg_id": "nic", "public_ip": "nic", "dns_label": "pip"}
 
 
@@ -325,6 +325,8 @@ def summary(actual):
         "ssh_keys": sorted(_key_fingerprint(k.get("keyData", "")) for k in keys),
         "zone": (vm.get("zones") or [None])[0],
         "identity": "system" if "systemassigned" in identity.lower() else "none",
+        "boot_diagnostics": bool(((props.get("diagnosticsProfile") or {}).get("bootDiagnostics") or {})
+                                 .get("enabled")),
         "os_disk": {"size_gb": os_disk.get("diskSizeGB"),
                     "storage_account_type": (os_disk.get("managedDisk") or {}).get("storageAccountType"),
                     "delete_option": os_disk.get("deleteOption")},
@@ -359,6 +361,9 @@ def desired_summary(spec, before):
         "ssh_keys": [spec.ssh_key.fingerprint()] if spec.ssh_key else before.get("ssh_keys"),
         "zone": spec.zone if spec.zone is not None else before.get("zone"),
         "identity": spec.identity or before.get("identity") or "none",
+        # Always on (the serial log and screenshot help when SSH does not answer); an update
+        # without the creation inputs leaves it as it is.
+        "boot_diagnostics": before.get("boot_diagnostics") if spec.missing else True,
         "os_disk": os_disk,
         "subnet_id": spec.subnet_id or before.get("subnet_id"),
         "nsg_id": spec.nsg_id if spec.nsg_id is not None else before.get("nsg_id"),
@@ -421,6 +426,11 @@ def nic_body(spec, location, with_pip, nsg_id, subnet_id=None, pip_id=None):
     return body
 
 
+def boot_diagnostics():
+    """diagnosticsProfile for boot diagnostics on Azure's managed storage (no storageUri, no account of ours)."""
+    return {"bootDiagnostics": {"enabled": True}}
+
+
 def authorized_key_line(spec):
     """What Azure gets as keyData: the one-line OpenSSH form, whatever form the user gave."""
     return spec.ssh_key.openssh()
@@ -449,6 +459,7 @@ def vm_body(spec, location, tags):
                 },
             },
             "networkProfile": {"networkInterfaces": [{"id": spec.nic_id, "properties": {"primary": True}}]},
+            "diagnosticsProfile": boot_diagnostics(),
         },
     }
     if spec.zone:
@@ -538,6 +549,8 @@ def plan_present(session, spec, actual, network_errors):
         vm_patch.setdefault("properties", {})["hardwareProfile"] = {"vmSize": spec.size}
     if "identity" in changed:
         vm_patch["identity"] = {"type": "SystemAssigned" if after["identity"] == "system" else "None"}
+    if "boot_diagnostics" in changed:
+        vm_patch.setdefault("properties", {})["diagnosticsProfile"] = boot_diagnostics()
     if "os_disk.delete_option" in changed:
         vm_patch.setdefault("properties", {})["storageProfile"] = {
             "osDisk": {"deleteOption": after["os_disk"]["delete_option"]}}

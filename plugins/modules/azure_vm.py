@@ -20,8 +20,8 @@ description:
     resources are read before anything is written; a problem with any VM fails the task before
     the first write.
   - Idempotent. An existing VM is compared with the options field by field. What Azure changes in
-    place is changed in as few writes as possible (tags, size, identity and the OS disk's delete
-    option with one C(PATCH) of the VM; subnet within the same virtual network, NSG and public IP
+    place is changed in as few writes as possible (tags, size, identity, boot diagnostics and the OS
+    disk's delete option with one C(PATCH) of the VM; subnet within the same virtual network, NSG and public IP
     with one C(PUT) of the network interface; the DNS label with one C(PUT) of the public IP). What
     Azure cannot change in place (image, admin user, SSH key, location, zone, OS disk size or type,
     a subnet in another virtual network) is reported in C(not_changeable_in_place) with a warning,
@@ -32,6 +32,9 @@ description:
     O(state=absent) deletes the VM, and the network interface and public IP only when they carry
     that tag; the OS disk goes with the VM unless its O(os_disk.delete_option) is V(Detach). Nothing
     else is deleted.
+  - Boot diagnostics are on, on Azure's managed storage (no storage account is made or needed), so
+    the serial log and screenshot are there when SSH does not answer. An existing VM without them gets
+    them with the same C(PATCH) as its other in-place changes.
   - No network security group is ever made. Without O(nsg_id), the network interface has none and
     the subnet's rules apply.
   - O(ssh_public_key) and the subnet (O(subnet_id), or O(vnet_name) and O(subnet_name)) are needed

@@ -111,6 +111,9 @@ def test_one_vm_lifecycle(lab, ansible_module):
     login = ssh_as(key.private, "azureuser", vm["public_ip"])
     assert login.returncode == 0, login.stderr
     assert login.stdout.split() == ["azureuser", "one-1"]
+    # boot diagnostics on, on Azure's managed storage (no storage account of ours)
+    diagnostics = lab.emu.sdk_clients().compute.virtual_machines.get(RG, "one-1").diagnostics_profile
+    assert diagnostics.boot_diagnostics.enabled and diagnostics.boot_diagnostics.storage_uri is None
 
     # idempotent check, then idempotent apply: nothing to write, nothing written
     for check in (True, False):

@@ -379,3 +379,20 @@ def test_tags_merged_past_azures_limit_fail_before_any_write(ssh_key):
     p = plan(new, existing(old))
     assert p.steps == []
     assert p.error == "web-1: tags (with the VM's own): has 60 tags; Azure allows at most 50 per resource"
+
+
+def test_vms_are_created_with_boot_diagnostics_on_managed_storage(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
+    body = azvm.vm_body(spec, "westeurope", {})
+    assert body["properties"]["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}  # no storageUri
+
+
+def test_boot_diagnostics_off_is_turned_on_with_one_patch(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
+    actual = existing(spec, **{"properties.diagnosticsProfile": {"bootDiagnostics": {"enabled": False}}})
+    p = plan(spec, actual)
+    assert writes(p) == [("PATCH", "virtualMachines", "update VM (boot_diagnostics)")]
+    assert p.steps[0].body == {"properties": {"diagnosticsProfile": {"bootDiagnostics": {"enabled": True}}}}
+    # A tags-only update leaves the VM's boot diagnostics as they are.
+    [tags_only] = specs(name="web-1", subnet_id=None, tags={"a": "b"})
+    assert [s.body for s in plan(tags_only, actual).steps] == [{"tags": {"a": "b"}}]
