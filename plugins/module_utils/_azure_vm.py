@@ -4,12 +4,13 @@
 """Azure VMs for azure_vm and azure_vm_info: desired state, actual state, plan, concurrent apply.
 
 A run has four phases, and only the last one writes:
-1. specs:  every VM's options are merged with the top-level defaults and checked locally
-           (names, image, SSH key); any problem fails the run before a request is sent;
-2. read:   VM, NIC, public IP, subnet and NSG are read concurrently;
-3. plan:   desired and actual are compared field by field; what Azure cannot change in place
-           (image, admin user, SSH keys, zone, location, disk size/type) is reported, not applied;
-4. apply:  each VM's steps run in order (public IP, NIC, VM), VMs concurrently in a bounded pool.
+1. desired: every VM's options are merged with the top-level ones and checked locally (names,
+            image, SSH key, Azure's rules); any problem fails the run before a request is sent;
+2. read:    VM, NIC, public IP, subnet and NSG are read concurrently;
+3. plan:    desired and actual are compared field by field (FIELDS says what each option is
+            compared as, its default and what leaving it out means); what Azure cannot change in
+            place is reported, not applied;
+4. apply:   each VM's steps run in order (public IP, NIC, VM), VMs concurrently in a bounded pool.
 
 Resources the module makes carry the tag MARKER_TAG=<vm name> and deterministic names
 (<vm>-pip, <vm>-nic, <vm>-osdisk): delete removes exactly those and the VM, nothing else.
@@ -19,10 +20,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.sshca.azure.plugins.module_utils import _azure_rules as rules
@@ -30,19 +34,53 @@ from ansible_collections.sshca.azure.plugins.module_utils._azure import arm_erro
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError, parse_public_key
 
 MARKER_TAG = "sshca.azure.vm"
-DEFAULTS = {
-    "size": "Standard_B2s",
-    "image": "ubuntu2404",
-    "admin_username": "azureuser",
-    "public_ip": True,
-    "append_tags": True,
-    "wait_for_ssh": False,
-    "ssh_timeout": 300,
-    "os_disk": None,
-    "tags": None,
-}
+VM_ID_RE = re.compile(r"(?i)^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Compute/"
+                      r"virtualMachines/([^/]+)$")
+SUBNET_ID_RE = re.compile(r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
+                          r"virtualNetworks/[^/]+/subnets/[^/]+$")
+NSG_ID_RE = re.compile(r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
+                       r"networkSecurityGroups/[^/]+$")
+OS_DISK_SIZE_GB = (30, 4095)
 
-# Per-VM options: the same names at the top level (defaults for every VM) and in `vms` items.
+
+class VMInputError(ValueError):
+    """A bad option; the message names the VM and the option."""
+
+
+class NotGiven:
+    """The marker for an option left out, whatever value a given option may take."""
+
+    def __repr__(self):
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN = NotGiven()
+
+
+class LeftOut(Enum):
+    """What an existing VM gets for an option left out."""
+
+    DEFAULT = "the default, except in an update without the creation inputs: what the VM has"
+    KEEP = "what the VM has (a new VM gets the default)"
+    SETTING = "not compared: how this run treats the VM"
+
+
+class CreationInput(Enum):
+    """Inputs only a create needs: without one a spec can only update an existing VM."""
+
+    SSH_KEY = "ssh_public_key"
+    SUBNET = "subnet_id (or vnet_name and subnet_name)"
+
+
+@dataclass(frozen=True)
+class Field:
+    options: dict  # the module options that set it, with their argument specs (none: not an option)
+    default: object  # what a new VM gets when they are left out
+    left_out: LeftOut
+    in_place: object = None  # Azure changes it by "vm" PATCH, "nic" or "pip" PUT (per key for a dict); None: never
+
+
+STR = {"type": "str"}
 OS_DISK_SPEC = {
     "size_gb": {"type": "int"},
     "storage_account_type": {"type": "str",
@@ -50,131 +88,183 @@ OS_DISK_SPEC = {
                                          "Premium_ZRS"]},
     "delete_option": {"type": "str", "choices": ["Delete", "Detach"]},
 }
-VM_OPTION_SPEC = {
-    "location": {"type": "str"},
-    "size": {"type": "str"},
-    "image": {"type": "raw"},
-    "admin_username": {"type": "str"},
-    "ssh_public_key": {"type": "str", "no_log": False},
-    "subnet_id": {"type": "str"},
-    "vnet_name": {"type": "str"},
-    "subnet_name": {"type": "str"},
-    "nsg_id": {"type": "str"},
-    "public_ip": {"type": "bool"},
-    "dns_label": {"type": "str"},
-    "os_disk": {"type": "dict", "options": OS_DISK_SPEC},
-    "tags": {"type": "dict"},
-    "append_tags": {"type": "bool"},
-    "zone": {"type": "str"},
-    "identity": {"type": "str", "choices": ["none", "system"]},
-    "wait_for_ssh": {"type": "bool"},
-    "ssh_timeout": {"type": "int"},
+# Every compared field and per-VM setting, in one place. The options are the same at the top level
+# (values for every VM) and in `vms` items. Compared fields are named as summary() reads them.
+FIELDS = {
+    "location": Field({"location": STR}, None, LeftOut.KEEP),
+    "size": Field({"size": STR}, "Standard_B2s", LeftOut.DEFAULT, "vm"),
+    "image": Field({"image": {"type": "raw"}}, rules.IMAGE_PRESETS["ubuntu2404"], LeftOut.DEFAULT),
+    "admin_username": Field({"admin_username": STR}, "azureuser", LeftOut.DEFAULT),
+    "ssh_keys": Field({"ssh_public_key": {"type": "str", "no_log": False}}, None, LeftOut.KEEP),
+    "zone": Field({"zone": STR}, None, LeftOut.KEEP),
+    "identity": Field({"identity": {"type": "str", "choices": ["none", "system"]}}, "none", LeftOut.KEEP, "vm"),
+    # Boot diagnostics on Azure's managed storage: the serial log when SSH does not answer.
+    "boot_diagnostics": Field({}, True, LeftOut.DEFAULT, "vm"),
+    "os_disk": Field({"os_disk": {"type": "dict", "options": OS_DISK_SPEC}},
+                     {"size_gb": None, "storage_account_type": None, "delete_option": "Delete"}, LeftOut.KEEP,
+                     {"delete_option": "vm"}),
+    "subnet_id": Field({"subnet_id": STR, "vnet_name": STR, "subnet_name": STR}, None, LeftOut.KEEP, "nic"),
+    "nsg_id": Field({"nsg_id": STR}, None, LeftOut.KEEP, "nic"),
+    "public_ip": Field({"public_ip": {"type": "bool"}}, True, LeftOut.DEFAULT, "nic"),
+    "dns_label": Field({"dns_label": STR}, None, LeftOut.KEEP, "pip"),
+    "tags": Field({"tags": {"type": "dict"}}, {}, LeftOut.DEFAULT, "vm"),
+    "append_tags": Field({"append_tags": {"type": "bool"}}, True, LeftOut.SETTING),
+    "wait_for_ssh": Field({"wait_for_ssh": {"type": "bool"}}, False, LeftOut.SETTING),
+    "ssh_timeout": Field({"ssh_timeout": {"type": "int"}}, 300, LeftOut.SETTING),
 }
-# Compared with an existing VM; their defaults apply only to VMs that are created or fully
-# specified, so an update that leaves them out (tags only, say) keeps what the VM has.
-COMPARED_DEFAULTS = ("size", "image", "admin_username", "public_ip")
-# Top-level options: the same, with the defaults every VM starts from.
-TOP_LEVEL_SPEC = {k: dict(v, default=DEFAULTS[k]) if DEFAULTS.get(k) is not None and k not in COMPARED_DEFAULTS
-                  else v for k, v in VM_OPTION_SPEC.items()}
-VM_ID_RE = re.compile(r"(?i)^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Compute/"
-                      r"virtualMachines/([^/]+)$")
+COMPARED = [name for name, row in FIELDS.items() if row.left_out is not LeftOut.SETTING]
+VM_OPTION_SPEC = {option: spec for row in FIELDS.values() for option, spec in row.options.items()}
+# At the top level, settings carry their defaults (documented); compared options stay None when
+# left out, so "left out" can be told from "given".
+TOP_LEVEL_SPEC = {option: dict(spec, default=row.default) if row.left_out is LeftOut.SETTING else spec
+                  for row in FIELDS.values() for option, spec in row.options.items()}
 VM_ITEM_SPEC = dict(VM_OPTION_SPEC, name={"type": "str", "required": True})
 
-# Fields Azure changes in place, and how; every other differing field is not changeable in place.
-IN_PLACE = {"size": "vm", "identity": "vm", "os_disk.delete_option": "vm", "tags": "vm", "boot_diagnostics": "vm",
-            "subnet_id": "nic", "nsg_id": "nic", "public_ip": "nic", "dns_label": "pip"}
+
+def in_place(field_name):
+    """How Azure changes a (dotted) compared field in place: "vm", "nic", "pip", or None."""
+    name, _dot, key = field_name.partition(".")
+    how = FIELDS[name].in_place if name in FIELDS else None
+    return how.get(key) if isinstance(how, dict) else how
 
 
-class VMInputError(ValueError):
-    """A bad option; the message names the VM and the option."""
+# --- desired state --------------------------------------------------------------------------
 
 
-class VMSpec:
-    """One VM's desired state, checked locally."""
+@dataclass(frozen=True)
+class DesiredVM:
+    """One VM as asked for, checked locally; `wanted` holds NOT_GIVEN for options left out."""
 
-    def __init__(self, session, resource_group, state, opts, where, given=()):
-        self.name = opts.get("name")
-        try:
-            rules.check_vm_name(self.name, where if where == "name" else where + ".name")
-        except rules.AzureRuleError as err:
-            raise VMInputError(str(err)) from None
-        self.where = "%s (%s)" % (where, self.name) if where != "name" else self.name
-        self.resource_group = resource_group
-        self.state = state
-        self.vm_id = session.resource_id(resource_group, "Microsoft.Compute/virtualMachines", self.name)
-        self.nic_id = session.resource_id(resource_group, "Microsoft.Network/networkInterfaces", self.name + "-nic")
-        self.pip_id = session.resource_id(resource_group, "Microsoft.Network/publicIPAddresses", self.name + "-pip")
-        self.disk_name = self.name + "-osdisk"
-        if state == "absent":
-            return
-        # Inputs only a create needs. Without them the spec can only update an existing VM, and
-        # then compares just the options given (`given`); planning fails if the VM is absent.
-        self.given = set(given)
-        self.missing = []
-        if not opts.get("ssh_public_key"):
-            self.missing.append("ssh_public_key")
-        if not (opts.get("subnet_id") or opts.get("vnet_name") or opts.get("subnet_name")):
-            self.missing.append("subnet_id (or vnet_name and subnet_name)")
-        self.location = opts.get("location")
-        self.size = opts["size"]
-        self.image = self._rule(rules.image_reference, opts["image"], "image")
-        self.admin_username = self._rule(rules.check_admin_username, opts["admin_username"], "admin_username")
-        self.ssh_key = None
-        if opts.get("ssh_public_key"):
-            try:
-                self.ssh_key = parse_public_key(opts["ssh_public_key"], "%s: ssh_public_key" % self.where)
-            except SSHKeyError as err:
-                raise VMInputError(str(err)) from None
-            if self.ssh_key.key_type not in rules.AZURE_SSH_KEY_TYPES:
-                self._fail("ssh_public_key is %s; Azure takes only %s keys"
-                           % (self.ssh_key.key_type, " and ".join(rules.AZURE_SSH_KEY_TYPES)))
-        self.subnet_id = opts.get("subnet_id")
-        if "subnet_id (or vnet_name and subnet_name)" in self.missing:
-            self.subnet_id = None  # an update that keeps the VM's subnet
-        elif not self.subnet_id:
-            if not (opts.get("vnet_name") and opts.get("subnet_name")):
-                self._fail("give subnet_id, or vnet_name and subnet_name")
-            self.subnet_id = session.resource_id(resource_group, "Microsoft.Network/virtualNetworks",
-                                                 "%s/subnets/%s" % (opts["vnet_name"], opts["subnet_name"]))
-        elif not re.match(r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
-                          r"virtualNetworks/[^/]+/subnets/[^/]+$", self.subnet_id):
-            self._fail("subnet_id %r is not a subnet resource id" % self.subnet_id)
-        self.nsg_id = opts.get("nsg_id")
-        if self.nsg_id and not re.match(r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
-                                        r"Microsoft\.Network/networkSecurityGroups/[^/]+$", self.nsg_id):
-            self._fail("nsg_id %r is not a network security group resource id" % self.nsg_id)
-        self.public_ip = opts["public_ip"]
-        self.dns_label = opts.get("dns_label")
-        if self.dns_label is not None:
-            self._rule(rules.check_dns_label, self.dns_label, "dns_label")
-        if self.dns_label and not self.public_ip:
-            self._fail("dns_label needs public_ip: true")
-        self.os_disk = dict(opts.get("os_disk") or {})
-        if self.os_disk.get("size_gb") is not None and not 30 <= self.os_disk["size_gb"] <= 4095:
-            self._fail("os_disk.size_gb must be between 30 and 4095")
-        self.tags = self._rule(rules.check_tags, opts.get("tags") or {}, "tags")
-        self.tags_given = opts.get("tags") is not None
-        if MARKER_TAG in self.tags:
-            self._fail("tag %s is reserved for the resources this module makes" % MARKER_TAG)
-        self.append_tags = opts["append_tags"]
-        self.zone = str(opts["zone"]) if opts.get("zone") is not None else None
-        self.identity = opts.get("identity")
-        self.wait_for_ssh = opts["wait_for_ssh"]
-        self.ssh_timeout = opts["ssh_timeout"]
+    name: str
+    where: str  # how messages name it: "web-1", or "vms[2] (web-1)"
+    resource_group: str
+    state: str
+    vm_id: str
+    nic_id: str
+    pip_id: str
+    wanted: dict = field(default_factory=dict)  # FIELDS name -> checked value, or NOT_GIVEN
+    missing: tuple = ()  # CreationInput members a create would still need
 
-    def _fail(self, problem):
+    @property
+    def disk_name(self):
+        return self.name + "-osdisk"
+
+    def value(self, name):
+        """The given value, else the table's default."""
+        given = self.wanted.get(name, NOT_GIVEN)
+        return copy.deepcopy(FIELDS[name].default) if given is NOT_GIVEN else given
+
+    def given(self, name):
+        """The given value, else None."""
+        given = self.wanted.get(name, NOT_GIVEN)
+        return None if given is NOT_GIVEN else given
+
+    @property
+    def ssh_key(self):
+        return self.given("ssh_keys")
+
+
+class _Checking:
+    """What a field check needs: where the VM is and how messages name it."""
+
+    def __init__(self, session, resource_group, where):
+        self.session, self.resource_group, self.where = session, resource_group, where
+
+    def fail(self, problem):
         raise VMInputError("%s: %s" % (self.where, problem))
 
-    def _rule(self, check, value, field):
-        """Azure's rule for one field (see _azure_rules), failing with the VM named."""
+    def rule(self, check, value, name):
         try:
-            return check(value, field)
+            return check(value, name)
         except rules.AzureRuleError as err:
-            return self._fail(str(err))
+            return self.fail(str(err))
 
-    def keeps(self, option):
-        """Whether an update without the creation inputs leaves this option as the VM has it."""
-        return bool(self.missing) and option not in self.given
+
+def _check_ssh_key(text, ctx):
+    try:
+        key = parse_public_key(text, "%s: ssh_public_key" % ctx.where)
+    except SSHKeyError as err:
+        raise VMInputError(str(err)) from None
+    if key.key_type not in rules.AZURE_SSH_KEY_TYPES:
+        ctx.fail("ssh_public_key is %s; Azure takes only %s keys"
+                 % (key.key_type, " and ".join(rules.AZURE_SSH_KEY_TYPES)))
+    return key
+
+
+def _check_subnet(given, ctx):
+    if given["subnet_id"]:
+        if not SUBNET_ID_RE.match(given["subnet_id"]):
+            ctx.fail("subnet_id %r is not a subnet resource id" % given["subnet_id"])
+        return given["subnet_id"]
+    if not (given["vnet_name"] and given["subnet_name"]):
+        ctx.fail("give subnet_id, or vnet_name and subnet_name")
+    return ctx.session.resource_id(ctx.resource_group, "Microsoft.Network/virtualNetworks",
+                                   "%s/subnets/%s" % (given["vnet_name"], given["subnet_name"]))
+
+
+def _check_nsg(nsg_id, ctx):
+    if not NSG_ID_RE.match(nsg_id):
+        ctx.fail("nsg_id %r is not a network security group resource id" % nsg_id)
+    return nsg_id
+
+
+def _check_os_disk(os_disk, ctx):
+    given = {k: v for k, v in os_disk.items() if v is not None}
+    low, high = OS_DISK_SIZE_GB
+    if given.get("size_gb") is not None and not low <= given["size_gb"] <= high:
+        ctx.fail("os_disk.size_gb must be between %d and %d" % (low, high))
+    return given
+
+
+def _check_tags(tags, ctx):
+    tags = ctx.rule(rules.check_tags, tags, "tags")
+    if MARKER_TAG in tags:
+        ctx.fail("tag %s is reserved for the resources this module makes" % MARKER_TAG)
+    return tags
+
+
+# How a given value is checked and normalised, per field (a field not listed is taken as given).
+CHECKS = {
+    "image": lambda image, ctx: ctx.rule(rules.image_reference, image, "image"),
+    "admin_username": lambda name, ctx: ctx.rule(rules.check_admin_username, name, "admin_username"),
+    "ssh_keys": _check_ssh_key,
+    "zone": lambda zone, ctx: str(zone),
+    "os_disk": _check_os_disk,
+    "subnet_id": _check_subnet,
+    "nsg_id": _check_nsg,
+    "dns_label": lambda label, ctx: ctx.rule(rules.check_dns_label, label, "dns_label"),
+    "tags": _check_tags,
+}
+
+
+def desired_vm(session, params, opts, where):
+    """The one place a DesiredVM is built: `opts` are one VM's options (None: left out)."""
+    name = opts.get("name")
+    try:
+        rules.check_vm_name(name, where if where == "name" else where + ".name")
+    except rules.AzureRuleError as err:
+        raise VMInputError(str(err)) from None
+    rg = params["resource_group"]
+    ids = {"vm_id": session.resource_id(rg, "Microsoft.Compute/virtualMachines", name),
+           "nic_id": session.resource_id(rg, "Microsoft.Network/networkInterfaces", name + "-nic"),
+           "pip_id": session.resource_id(rg, "Microsoft.Network/publicIPAddresses", name + "-pip")}
+    where = name if where == "name" else "%s (%s)" % (where, name)
+    if params["state"] == "absent":
+        return DesiredVM(name, where, rg, "absent", **ids)
+    ctx, wanted = _Checking(session, rg, where), {}
+    for field_name, row in FIELDS.items():
+        given = {option: opts.get(option) for option in row.options}
+        if all(value is None for value in given.values()):
+            wanted[field_name] = NOT_GIVEN
+            continue
+        value = given if len(given) > 1 else given[next(iter(given))]
+        wanted[field_name] = CHECKS[field_name](value, ctx) if field_name in CHECKS else value
+    vm = DesiredVM(name, where, rg, "present", wanted=wanted, missing=tuple(
+        need for need, field_name in ((CreationInput.SSH_KEY, "ssh_keys"), (CreationInput.SUBNET, "subnet_id"))
+        if wanted[field_name] is NOT_GIVEN), **ids)
+    if vm.given("dns_label") and not vm.value("public_ip"):
+        ctx.fail("dns_label needs public_ip: true")
+    return vm
 
 
 def apply_vm_id(params):
@@ -193,18 +283,12 @@ def apply_vm_id(params):
     return dict(params, subscription_id=subscription, resource_group=resource_group, name=name)
 
 
-def build_specs(session, params):
-    """Every VM's spec from `name` or `vms`, each item overriding the top-level defaults."""
-    top = {k: params.get(k) for k in VM_OPTION_SPEC}
-    top_given = {k for k, v in top.items() if v is not None}
-    for key, value in DEFAULTS.items():
-        if top.get(key) is None:
-            top[key] = value
-    top["location"] = params.get("location")
+def desired_vms(session, params):
+    """Every VM's DesiredVM from `name` or `vms`, an item's options replacing the top-level ones."""
     items = [{"name": params["name"]}] if params.get("name") else list(params.get("vms") or [])
     if not items:
         raise VMInputError("give name or a non-empty vms list")
-    specs, seen = [], set()
+    vms, seen = [], set()
     validator = ArgumentSpecValidator(VM_ITEM_SPEC)
     for index, item in enumerate(items):
         where = "name" if params.get("name") else "vms[%d]" % index
@@ -213,15 +297,14 @@ def build_specs(session, params):
         checked = validator.validate(item)
         if checked.error_messages:
             raise VMInputError("%s: %s" % (where, "; ".join(checked.error_messages)))
-        opts = dict(top)
-        item_given = {k for k, v in checked.validated_parameters.items() if v is not None}
-        opts.update({k: checked.validated_parameters[k] for k in item_given})
-        spec = VMSpec(session, params["resource_group"], params["state"], opts, where, top_given | item_given)
-        if spec.name.lower() in seen:
-            raise VMInputError("%s: VM %s is listed twice" % (where, spec.name))
-        seen.add(spec.name.lower())
-        specs.append(spec)
-    return specs
+        own = checked.validated_parameters
+        opts = {k: own[k] if own.get(k) is not None else params.get(k) for k in VM_ITEM_SPEC}
+        vm = desired_vm(session, params, opts, where)
+        if vm.name.lower() in seen:
+            raise VMInputError("%s: VM %s is listed twice" % (where, vm.name))
+        seen.add(vm.name.lower())
+        vms.append(vm)
+    return vms
 
 
 # --- reading what is there --------------------------------------------------------------------
@@ -305,7 +388,7 @@ def report(actual):
 
 
 def summary(actual):
-    """The compared fields of what exists (None when the VM does not exist)."""
+    """The compared fields (COMPARED) of what exists; None when the VM does not exist."""
     vm, nic, pip = actual.vm, actual.nic, actual.pip
     if not vm:
         return None
@@ -338,59 +421,52 @@ def summary(actual):
     }
 
 
-def desired_summary(spec, before):
-    """The compared fields as the spec wants them; fields left out keep what exists."""
-    before = before or {}
-    tags = dict(before.get("tags") or {}, **spec.tags) if spec.append_tags else dict(spec.tags)
-    if spec.missing and not spec.tags_given:
-        tags = dict(before.get("tags") or {})
-    os_disk = dict(before.get("os_disk") or {"size_gb": None, "storage_account_type": None, "delete_option": "Delete"})
-    os_disk.update({k: v for k, v in spec.os_disk.items() if v is not None})
-    image = dict(spec.image)
-    if image["version"].lower() == "latest" and before.get("image"):
-        image["version"] = before["image"]["version"]  # `latest` is satisfied by whatever was deployed
-
-    def kept(option, field, wanted):
-        return before.get(field) if spec.keeps(option) else wanted
-
-    return {
-        "location": spec.location or before.get("location"),
-        "size": kept("size", "size", spec.size),
-        "image": kept("image", "image", image),
-        "admin_username": kept("admin_username", "admin_username", spec.admin_username),
-        "ssh_keys": [spec.ssh_key.fingerprint()] if spec.ssh_key else before.get("ssh_keys"),
-        "zone": spec.zone if spec.zone is not None else before.get("zone"),
-        "identity": spec.identity or before.get("identity") or "none",
-        # Always on (the serial log and screenshot help when SSH does not answer); an update
-        # without the creation inputs leaves it as it is.
-        "boot_diagnostics": before.get("boot_diagnostics") if spec.missing else True,
-        "os_disk": os_disk,
-        "subnet_id": spec.subnet_id or before.get("subnet_id"),
-        "nsg_id": spec.nsg_id if spec.nsg_id is not None else before.get("nsg_id"),
-        "public_ip": kept("public_ip", "public_ip", spec.public_ip),
-        "dns_label": spec.dns_label if spec.dns_label is not None else before.get("dns_label"),
-        "tags": tags,
-    }
+def _latest_or_given(image, have, vm):
+    if image["version"].lower() == "latest" and have:
+        return dict(image, version=have["version"])  # `latest` is satisfied by whatever was deployed
+    return image
 
 
-def _norm(field, value):
+# How a wanted value (given or default) becomes the compared one, given what the VM has.
+MERGES = {
+    "image": _latest_or_given,
+    "ssh_keys": lambda key, have, vm: [key.fingerprint()] if key else None,
+    "os_disk": lambda disk, have, vm: dict(have or FIELDS["os_disk"].default, **disk),
+    "tags": lambda tags, have, vm: dict(have or {}, **tags) if vm.value("append_tags") else dict(tags),
+}
+
+
+def desired_summary(vm, before):
+    """The compared fields as `vm` wants them, given `before` (summary() of what exists, or None)."""
+    after = {}
+    for name in COMPARED:
+        row = FIELDS[name]
+        if vm.wanted[name] is NOT_GIVEN and before is not None and (row.left_out is LeftOut.KEEP or vm.missing):
+            after[name] = before[name]
+            continue
+        value, merge = vm.value(name), MERGES.get(name)
+        after[name] = merge(value, (before or {}).get(name), vm) if merge else value
+    return after
+
+
+def _norm(field_name, value):
     """ARM names, ids and locations are case-insensitive; locations also ignore spaces."""
     if isinstance(value, dict):
-        return {k: _norm(field, v) for k, v in value.items()}
-    if isinstance(value, str) and field != "tags":
-        return value.lower().replace(" ", "") if field == "location" else value.lower()
+        return {k: _norm(field_name, v) for k, v in value.items()}
+    if isinstance(value, str) and field_name != "tags":
+        return value.lower().replace(" ", "") if field_name == "location" else value.lower()
     return value
 
 
 def differences(before, after):
-    """Dotted names of the fields that differ (os_disk and image compared per key)."""
+    """Dotted names of the fields that differ (os_disk compared per key)."""
     changed = []
-    for field, want in after.items():
-        have = before.get(field)
-        if field == "os_disk":
-            changed.extend("os_disk." + k for k, v in want.items() if _norm(field, v) != _norm(field, have.get(k)))
-        elif _norm(field, want) != _norm(field, have):
-            changed.append(field)
+    for name, want in after.items():
+        have = before.get(name)
+        if name == "os_disk":
+            changed.extend("os_disk." + k for k, v in want.items() if _norm(name, v) != _norm(name, have.get(k)))
+        elif _norm(name, want) != _norm(name, have):
+            changed.append(name)
     if "subnet_id" in changed and _vnet(before["subnet_id"]) != _vnet(after["subnet_id"]):
         changed[changed.index("subnet_id")] = "subnet_id (other virtual network)"
     return changed
@@ -403,23 +479,22 @@ def _vnet(subnet_id):
 # --- what to write --------------------------------------------------------------------------
 
 
-def pip_body(spec, location):
-    body = {"location": location, "tags": {MARKER_TAG: spec.name},
+def pip_body(vm, location, zone, dns_label):
+    body = {"location": location, "tags": {MARKER_TAG: vm.name},
             "sku": {"name": "Standard", "tier": "Regional"},
             "properties": {"publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4"}}
-    if spec.dns_label:
-        body["properties"]["dnsSettings"] = {"domainNameLabel": spec.dns_label}
-    if spec.zone:
-        body["zones"] = [spec.zone]
+    if dns_label:
+        body["properties"]["dnsSettings"] = {"domainNameLabel": dns_label}
+    if zone:
+        body["zones"] = [zone]
     return body
 
 
-def nic_body(spec, location, with_pip, nsg_id, subnet_id=None, pip_id=None):
-    config = {"subnet": {"id": subnet_id or spec.subnet_id}, "privateIPAllocationMethod": "Dynamic",
-              "primary": True}
-    if with_pip:
-        config["publicIPAddress"] = {"id": pip_id or spec.pip_id}
-    body = {"location": location, "tags": {MARKER_TAG: spec.name},
+def nic_body(vm, location, subnet_id, nsg_id, pip_id):
+    config = {"subnet": {"id": subnet_id}, "privateIPAllocationMethod": "Dynamic", "primary": True}
+    if pip_id:
+        config["publicIPAddress"] = {"id": pip_id}
+    body = {"location": location, "tags": {MARKER_TAG: vm.name},
             "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]}}
     if nsg_id:
         body["properties"]["networkSecurityGroup"] = {"id": nsg_id}
@@ -431,54 +506,81 @@ def boot_diagnostics():
     return {"bootDiagnostics": {"enabled": True}}
 
 
-def authorized_key_line(spec):
-    """What Azure gets as keyData: the one-line OpenSSH form, whatever form the user gave."""
-    return spec.ssh_key.openssh()
-
-
-def vm_body(spec, location, tags):
-    os_disk = {"name": spec.disk_name, "createOption": "FromImage", "caching": "ReadWrite",
-               "deleteOption": spec.os_disk.get("delete_option") or "Delete"}
-    if spec.os_disk.get("size_gb"):
-        os_disk["diskSizeGB"] = spec.os_disk["size_gb"]
-    if spec.os_disk.get("storage_account_type"):
-        os_disk["managedDisk"] = {"storageAccountType": spec.os_disk["storage_account_type"]}
+def vm_body(vm, after):
+    """The create body: `after` is desired_summary(vm, None), the values the VM is compared with."""
+    disk = after["os_disk"]
+    os_disk = {"name": vm.disk_name, "createOption": "FromImage", "caching": "ReadWrite",
+               "deleteOption": disk["delete_option"] or "Delete"}
+    if disk["size_gb"]:
+        os_disk["diskSizeGB"] = disk["size_gb"]
+    if disk["storage_account_type"]:
+        os_disk["managedDisk"] = {"storageAccountType": disk["storage_account_type"]}
+    user = after["admin_username"]
     body = {
-        "location": location,
-        "tags": tags,
+        "location": after["location"],
+        "tags": after["tags"],
         "properties": {
-            "hardwareProfile": {"vmSize": spec.size},
-            "storageProfile": {"imageReference": dict(spec.image), "osDisk": os_disk},
+            "hardwareProfile": {"vmSize": after["size"]},
+            "storageProfile": {"imageReference": dict(after["image"]), "osDisk": os_disk},
             "osProfile": {
-                "computerName": spec.name,
-                "adminUsername": spec.admin_username,
+                "computerName": vm.name,
+                "adminUsername": user,
                 "linuxConfiguration": {
                     "disablePasswordAuthentication": True,
-                    "ssh": {"publicKeys": [{"path": "/home/%s/.ssh/authorized_keys" % spec.admin_username,
-                                            "keyData": authorized_key_line(spec)}]},
+                    # Azure gets the one-line OpenSSH form, whatever form the user gave.
+                    "ssh": {"publicKeys": [{"path": "/home/%s/.ssh/authorized_keys" % user,
+                                            "keyData": vm.ssh_key.openssh()}]},
                 },
             },
-            "networkProfile": {"networkInterfaces": [{"id": spec.nic_id, "properties": {"primary": True}}]},
+            "networkProfile": {"networkInterfaces": [{"id": vm.nic_id, "properties": {"primary": True}}]},
             "diagnosticsProfile": boot_diagnostics(),
         },
     }
-    if spec.zone:
-        body["zones"] = [spec.zone]
-    if spec.identity == "system":
+    if after["zone"]:
+        body["zones"] = [after["zone"]]
+    if after["identity"] == "system":
         body["identity"] = {"type": "SystemAssigned"}
     return body
+
+
+# The PATCH of a VM, per field Azure changes that way (in_place "vm").
+VM_PATCH = {
+    "tags": lambda after: {"tags": after["tags"]},
+    "size": lambda after: {"properties": {"hardwareProfile": {"vmSize": after["size"]}}},
+    "identity": lambda after: {"identity": {"type": "SystemAssigned" if after["identity"] == "system" else "None"}},
+    "boot_diagnostics": lambda after: {"properties": {"diagnosticsProfile": boot_diagnostics()}},
+    "os_disk.delete_option": lambda after: {"properties": {"storageProfile": {"osDisk": {
+        "deleteOption": after["os_disk"]["delete_option"]}}}},
+}
+
+
+class Change(Enum):
+    """Every ARM write the module issues: its method and how the operations list names it."""
+
+    CREATE_PIP = ("PUT", "create public IP")
+    UPDATE_PIP = ("PUT", "update public IP DNS label")
+    CREATE_NIC = ("PUT", "create network interface")
+    UPDATE_NIC = ("PUT", "update network interface")
+    CREATE_VM = ("PUT", "create VM")
+    UPDATE_VM = ("PATCH", "update VM")
+    DELETE_VM = ("DELETE", "delete VM")
+    DELETE_DISK = ("DELETE", "delete OS disk if the VM delete left it")
+    DELETE_NIC = ("DELETE", "delete network interface")
+    DELETE_PIP = ("DELETE", "delete public IP")
 
 
 class Step:
     """One ARM write: what it is (for the operations list) and how to do it."""
 
-    def __init__(self, method, resource_id, change, run, body=None):
-        self.method, self.id, self.change, self.run, self.body = method, resource_id, change, run, body
+    def __init__(self, kind, resource_id, run, body=None, fields=()):
+        self.kind, self.id, self.run, self.body = kind, resource_id, run, body
+        self.method = kind.value[0]
+        self.change = kind.value[1] + (" (%s)" % ", ".join(fields) if fields else "")
 
 
 class Plan:
-    def __init__(self, spec, actual):
-        self.spec = spec
+    def __init__(self, vm, actual):
+        self.vm = vm
         self.actual = actual
         self.steps = []
         self.not_changeable = []
@@ -486,122 +588,135 @@ class Plan:
         self.after = None
         self.error = None
 
-    @property
-    def changed(self):
-        return bool(self.steps)
-
 
 def _is_ours(resource, name):
     return bool(resource) and (resource.get("tags") or {}).get(MARKER_TAG) == name
 
 
-def plan_present(session, spec, actual, network_errors):
-    plan = Plan(spec, actual)
-    if spec.missing and not actual.vm:
-        plan.error = "%s: VM %s does not exist in resource group %s, and creating it needs %s" % (
-            spec.where, spec.name, spec.resource_group, " and ".join(spec.missing))
-        return plan
-    problems = [p for p in (network_errors.get((spec.subnet_id or "").lower()),
-                            network_errors.get((spec.nsg_id or "").lower())) if p]
+def _refusal(vm, actual, network_errors, after):
+    """Why this VM cannot be planned at all (one line), or None."""
+    if vm.missing and not actual.vm:
+        return "VM %s does not exist in resource group %s, and creating it needs %s" % (
+            vm.name, vm.resource_group, " and ".join(need.value for need in vm.missing))
+    problems = [p for p in (network_errors.get((vm.given("subnet_id") or "").lower()),
+                            network_errors.get((vm.given("nsg_id") or "").lower())) if p]
     if problems:
-        plan.error = "%s: %s" % (spec.where, "; ".join(problems))
-        return plan
-    rg, compute, network = spec.resource_group, session.compute, session.network
-    location = spec.location or (actual.vm or {}).get("location")
-    if not location:
-        plan.error = "%s: location is required to create the VM" % spec.where
-        return plan
+        return "; ".join(problems)
+    if not after["location"]:
+        return "location is required to create the VM"
     for resource, kind in ((actual.nic, "network interface"), (actual.pip, "public IP")):
-        if resource and not actual.vm and not _is_ours(resource, spec.name):
-            plan.error = "%s: %s %s exists and was not made by this module for this VM" % (
-                spec.where, kind, resource.get("id"))
-            return plan
-    after = desired_summary(spec, plan.before)
-    plan.after = after
+        if resource and not actual.vm and not _is_ours(resource, vm.name):
+            return "%s %s exists and was not made by this module for this VM" % (kind, resource.get("id"))
     try:
         rules.check_tags(after["tags"], "tags (with the VM's own)")
     except rules.AzureRuleError as err:
-        plan.error = "%s: %s" % (spec.where, err)
-        return plan
-    if not actual.vm:
-        tags = after["tags"]
-        # PUT is idempotent: leftovers of an interrupted run (ours, checked above) are simply rewritten.
-        if spec.public_ip:
-            plan.steps.append(Step("PUT", spec.pip_id, "create public IP", lambda: network.public_ip_addresses.
-                                   begin_create_or_update(rg, spec.name + "-pip", pip_body(spec, location))))
-        plan.steps.append(Step("PUT", spec.nic_id, "create network interface", lambda: network.network_interfaces.
-                               begin_create_or_update(rg, spec.name + "-nic",
-                                                      nic_body(spec, location, spec.public_ip, spec.nsg_id))))
-        plan.steps.append(Step("PUT", spec.vm_id, "create VM", lambda: compute.virtual_machines.
-                               begin_create_or_update(rg, spec.name, vm_body(spec, location, tags))))
-        return plan
+        return str(err)
+    return None
 
-    changed = differences(plan.before, after)
-    nic_ours, pip_ours = _is_ours(actual.nic, spec.name), _is_ours(actual.pip, spec.name)
-    for field in changed:
-        where = IN_PLACE.get(field)
-        if where is None or (where == "nic" and not nic_ours) or (where == "pip" and not pip_ours):
-            plan.not_changeable.append(field)
-    vm_patch = {}
-    if "tags" in changed:
-        vm_patch["tags"] = after["tags"]
-    if "size" in changed:
-        vm_patch.setdefault("properties", {})["hardwareProfile"] = {"vmSize": spec.size}
-    if "identity" in changed:
-        vm_patch["identity"] = {"type": "SystemAssigned" if after["identity"] == "system" else "None"}
-    if "boot_diagnostics" in changed:
-        vm_patch.setdefault("properties", {})["diagnosticsProfile"] = boot_diagnostics()
-    if "os_disk.delete_option" in changed:
-        vm_patch.setdefault("properties", {})["storageProfile"] = {
-            "osDisk": {"deleteOption": after["os_disk"]["delete_option"]}}
-    nic_change = nic_ours and any(f in changed for f in ("subnet_id", "nsg_id", "public_ip"))
-    if nic_change and after["public_ip"] and not actual.pip:
-        plan.steps.append(Step("PUT", spec.pip_id, "create public IP", lambda: network.public_ip_addresses.
-                               begin_create_or_update(rg, spec.name + "-pip", pip_body(spec, location))))
-    elif "dns_label" in changed and pip_ours:
-        plan.steps.append(Step("PUT", actual.pip["id"], "update public IP DNS label", lambda: network.
-                               public_ip_addresses.begin_create_or_update(rg, _split(actual.pip["id"])[1],
-                                                                          pip_body(spec, location))))
-    if nic_change:
-        fields = ", ".join(f for f in ("subnet_id", "nsg_id", "public_ip") if f in changed)
-        # A subnet in another VNet is not changeable (reported above): the NIC keeps its own, and
-        # keeps the public IP it already has rather than one named after the VM.
-        nic_subnet = after["subnet_id"] if "subnet_id" in changed else plan.before["subnet_id"]
-        nic_pip = actual.pip["id"] if actual.pip else None
-        plan.steps.append(Step("PUT", actual.nic["id"], "update network interface (%s)" % fields, lambda: network.
-                               network_interfaces.begin_create_or_update(
-                                   rg, _split(actual.nic["id"])[1],
-                                   nic_body(spec, location, after["public_ip"], after["nsg_id"], nic_subnet, nic_pip))))
-    if vm_patch:
-        fields = sorted(f for f in changed if IN_PLACE.get(f) == "vm")
-        plan.steps.append(Step("PATCH", spec.vm_id, "update VM (%s)" % ", ".join(fields),
-                               lambda: compute.virtual_machines.begin_update(rg, spec.name, vm_patch), vm_patch))
-    if nic_change and not after["public_ip"] and pip_ours:
-        plan.steps.append(Step("DELETE", actual.pip["id"], "delete public IP", lambda: network.
-                               public_ip_addresses.begin_delete(rg, _split(actual.pip["id"])[1])))
+
+def plan_present(session, vm, actual, network_errors):
+    plan = Plan(vm, actual)
+    plan.after = desired_summary(vm, plan.before)
+    problem = _refusal(vm, actual, network_errors, plan.after)
+    if problem:
+        plan.error = "%s: %s" % (vm.where, problem)
+    elif not actual.vm:
+        plan.steps = _create_steps(session, vm, plan.after)
+    else:
+        changed = differences(plan.before, plan.after)
+        ours = {"vm": True, "nic": _is_ours(actual.nic, vm.name), "pip": _is_ours(actual.pip, vm.name)}
+        plan.not_changeable = [f for f in changed if not ours.get(in_place(f))]
+        plan.steps = _update_steps(session, plan, [f for f in changed if f not in plan.not_changeable])
     return plan
 
 
-def plan_absent(session, spec, actual):
-    plan = Plan(spec, actual)
-    plan.after = None
-    rg, compute, network = spec.resource_group, session.compute, session.network
+def _create_steps(session, vm, after):
+    # PUT is idempotent: leftovers of an interrupted run (ours, checked above) are simply rewritten.
+    rg, location = vm.resource_group, after["location"]
+    steps = []
+    if after["public_ip"]:
+        body = pip_body(vm, location, after["zone"], after["dns_label"])
+        steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda: session.network.public_ip_addresses.
+                          begin_create_or_update(rg, vm.name + "-pip", body)))
+    nic = nic_body(vm, location, after["subnet_id"], after["nsg_id"], vm.pip_id if after["public_ip"] else None)
+    steps.append(Step(Change.CREATE_NIC, vm.nic_id, lambda: session.network.network_interfaces.
+                      begin_create_or_update(rg, vm.name + "-nic", nic)))
+    body = vm_body(vm, after)
+    steps.append(Step(Change.CREATE_VM, vm.vm_id, lambda: session.compute.virtual_machines.begin_create_or_update(
+        rg, vm.name, body)))
+    return steps
+
+
+def _update_steps(session, plan, changed):
+    """The writes for the fields Azure changes in place: public IP, NIC, VM PATCH, public IP delete."""
+    vm, actual, before, after = plan.vm, plan.actual, plan.before, plan.after
+    rg = vm.resource_group
+
+    def pips():  # clients are reached only when a step runs
+        return session.network.public_ip_addresses
+
+    steps = []
+    nic_fields = [f for f in changed if in_place(f) == "nic"]
+    if nic_fields and after["public_ip"] and not actual.pip:
+        body = pip_body(vm, before["location"], before["zone"], after["dns_label"])
+        steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda: pips().begin_create_or_update(
+            rg, vm.name + "-pip", body)))
+    elif "dns_label" in changed:
+        body = pip_body(vm, actual.pip["location"], (actual.pip.get("zones") or [None])[0], after["dns_label"])
+        steps.append(Step(Change.UPDATE_PIP, actual.pip["id"], lambda: pips().begin_create_or_update(
+            *_split(actual.pip["id"]), body)))
+    if nic_fields:
+        steps.append(_nic_update(session, plan, nic_fields))
+    vm_fields = sorted(f for f in changed if in_place(f) == "vm")
+    if vm_fields:
+        patch = {}
+        for name in vm_fields:
+            _deep_merge(patch, VM_PATCH[name](after))
+        steps.append(Step(Change.UPDATE_VM, vm.vm_id, lambda: session.compute.virtual_machines.begin_update(
+            rg, vm.name, patch), patch, vm_fields))
+    if nic_fields and not after["public_ip"] and _is_ours(actual.pip, vm.name):
+        steps.append(Step(Change.DELETE_PIP, actual.pip["id"], lambda: pips().begin_delete(*_split(actual.pip["id"]))))
+    return steps
+
+
+def _nic_update(session, plan, nic_fields):
+    """The NIC's PUT. Its subnet stays when the new one is in another VNet (not changeable, reported),
+    and it keeps the public IP it already has rather than one named after the VM."""
+    vm, actual, after = plan.vm, plan.actual, plan.after
+    subnet = after["subnet_id"] if "subnet_id" in nic_fields else plan.before["subnet_id"]
+    pip_id = (actual.pip["id"] if actual.pip else vm.pip_id) if after["public_ip"] else None
+    body = nic_body(vm, actual.nic["location"], subnet, after["nsg_id"], pip_id)
+    return Step(Change.UPDATE_NIC, actual.nic["id"], lambda: session.network.network_interfaces.
+                begin_create_or_update(*_split(actual.nic["id"]), body), body, nic_fields)
+
+
+def _deep_merge(into, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def plan_absent(session, vm, actual):
+    plan = Plan(vm, actual)
     if actual.vm:
-        plan.steps.append(Step("DELETE", actual.vm["id"], "delete VM",
-                               lambda: compute.virtual_machines.begin_delete(rg, spec.name)))
+        plan.steps.append(Step(Change.DELETE_VM, actual.vm["id"],
+                               lambda: session.compute.virtual_machines.begin_delete(vm.resource_group, vm.name)))
         disk = (_props(actual.vm).get("storageProfile", {}).get("osDisk") or {})
         disk_id = (disk.get("managedDisk") or {}).get("id")
         # Azure's default deleteOption is Detach: a disk without Delete is kept, as Azure would.
         if disk_id and disk.get("deleteOption") == "Delete":
             # Azure deletes it with the VM; delete it ourselves only if it was left behind.
-            plan.steps.append(Step("DELETE", disk_id, "delete OS disk if the VM delete left it",
-                                   lambda: _delete_if_present(compute.disks, *_split(disk_id))))
-    if _is_ours(actual.nic, spec.name):
-        plan.steps.append(Step("DELETE", actual.nic["id"], "delete network interface",
-                               lambda: network.network_interfaces.begin_delete(*_split(actual.nic["id"]))))
-    if _is_ours(actual.pip, spec.name):
-        plan.steps.append(Step("DELETE", actual.pip["id"], "delete public IP",
-                               lambda: network.public_ip_addresses.begin_delete(*_split(actual.pip["id"]))))
+            plan.steps.append(Step(Change.DELETE_DISK, disk_id,
+                                   lambda: _delete_if_present(session.compute.disks, *_split(disk_id))))
+    if _is_ours(actual.nic, vm.name):
+        plan.steps.append(Step(Change.DELETE_NIC, actual.nic["id"],
+                               lambda: session.network.network_interfaces.begin_delete(*_split(actual.nic["id"]))))
+    if _is_ours(actual.pip, vm.name):
+        plan.steps.append(Step(Change.DELETE_PIP, actual.pip["id"],
+                               lambda: session.network.public_ip_addresses.begin_delete(*_split(actual.pip["id"]))))
     return plan
 
 
@@ -623,13 +738,13 @@ def _wait(poller, deadline, what):
     return poller.result()
 
 
-def _wait_running(session, spec, deadline):
+def _wait_running(session, vm, deadline):
     while True:
-        vm = _get(session.compute.virtual_machines.get, spec.resource_group, spec.name, expand="instanceView")
-        if power_state(vm) == "running":
+        found = _get(session.compute.virtual_machines.get, vm.resource_group, vm.name, expand="instanceView")
+        if power_state(found) == "running":
             return
         if time.monotonic() > deadline:
-            raise TimeoutError("VM is %s, not running" % power_state(vm))
+            raise TimeoutError("VM is %s, not running" % power_state(found))
         time.sleep(2)
 
 
@@ -651,29 +766,29 @@ def wait_for_ssh(address, deadline):
 def apply_plan(session, plan, timeout):
     """Run one VM's steps in order, recording each write as it is issued."""
     deadline = time.monotonic() + timeout
-    spec = plan.spec
+    vm = plan.vm
     created = False
     for step in plan.steps:
         try:
             poller = step.run()
         except Exception:
-            session.operations.add(spec.name, step.method, step.id, step.change + " (refused)")
+            session.operations.add(vm.name, step.method, step.id, step.change + " (refused)")
             raise
         if poller is None:  # a conditional step found nothing to do: nothing was written
             continue
-        session.operations.add(spec.name, step.method, step.id, step.change)
+        session.operations.add(vm.name, step.method, step.id, step.change)
         _wait(poller, deadline, step.change)
-        created = created or step.change == "create VM"
-    if spec.state == "absent":
+        created = created or step.kind is Change.CREATE_VM
+    if vm.state == "absent":
         return Actual()
     if created:
-        _wait_running(session, spec, deadline)
-    actual = read_actual(session, spec.resource_group, spec.name) if plan.steps else plan.actual
-    if spec.wait_for_ssh:
+        _wait_running(session, vm, deadline)
+    actual = read_actual(session, vm.resource_group, vm.name) if plan.steps else plan.actual
+    if vm.value("wait_for_ssh"):
         address = _props(actual.pip).get("ipAddress") or report(actual)["private_ip"]
         if not address:
             raise RuntimeError("no IP address to wait for SSH on")
-        wait_for_ssh(address, min(deadline, time.monotonic() + spec.ssh_timeout))
+        wait_for_ssh(address, min(deadline, time.monotonic() + vm.value("ssh_timeout")))
     return actual
 
 
@@ -691,14 +806,14 @@ def run_pool(func, items, concurrency):
         return list(pool.map(guarded, items))
 
 
-def check_network(session, specs, concurrency):
+def check_network(session, vms, concurrency):
     """{lowercased id: problem} for subnets and NSGs that cannot be read; read each once."""
     wanted = {}
-    for spec in specs:
-        if spec.subnet_id:
-            wanted[spec.subnet_id.lower()] = ("subnet", spec.subnet_id)
-        if spec.nsg_id:
-            wanted[spec.nsg_id.lower()] = ("network security group", spec.nsg_id)
+    for vm in vms:
+        if vm.given("subnet_id"):
+            wanted[vm.given("subnet_id").lower()] = ("subnet", vm.given("subnet_id"))
+        if vm.given("nsg_id"):
+            wanted[vm.given("nsg_id").lower()] = ("network security group", vm.given("nsg_id"))
 
     def read(item):
         kind, resource_id = item
@@ -717,56 +832,57 @@ def check_network(session, specs, concurrency):
     return problems
 
 
-def _tags_without_marker(tags):
-    return {k: v for k, v in (tags or {}).items() if k != MARKER_TAG}
+def plan_all(session, params):
+    """Every VM's plan; VMInputError (nothing written) if any VM cannot be planned."""
+    vms = desired_vms(session, params)  # raises VMInputError before any request
+    concurrency = params["concurrency"]
+    present = params["state"] == "present"
+    network_errors = check_network(session, vms, concurrency) if present else {}
+    reads = run_pool(lambda vm: read_actual(session, vm.resource_group, vm.name, vm.nic_id, vm.pip_id), vms,
+                     concurrency)
+    errors = ["%s: %s" % (vm.where, arm_error(err)) for vm, (_a, err) in zip(vms, reads, strict=True) if err]
+    if errors:
+        raise VMInputError("; ".join(errors))
+    plans = [plan_present(session, vm, a, network_errors) if present else plan_absent(session, vm, a)
+             for vm, (a, _e) in zip(vms, reads, strict=True)]
+    errors = [p.error for p in plans if p.error]
+    if errors:
+        raise VMInputError("; ".join(errors))
+    return plans
 
 
 def run(session, params, check_mode):
     """The whole azure_vm run; returns (results per VM, failed)."""
-    specs = build_specs(session, params)  # raises VMInputError before any request
-    concurrency = params["concurrency"]
-    present = params["state"] == "present"
-    network_errors = check_network(session, specs, concurrency) if present else {}
-    reads = run_pool(lambda s: read_actual(session, s.resource_group, s.name, s.nic_id, s.pip_id), specs,
-                     concurrency)
-    errors = ["%s: %s" % (spec.where, arm_error(err)) for spec, (_a, err) in zip(specs, reads, strict=True) if err]
-    if errors:
-        raise VMInputError("; ".join(errors))
-    plans = [plan_present(session, s, a, network_errors) if present else plan_absent(session, s, a)
-             for s, (a, _e) in zip(specs, reads, strict=True)]
-    errors = [p.error for p in plans if p.error]
-    if errors:
-        raise VMInputError("; ".join(errors))
-
+    plans = plan_all(session, params)
     if check_mode:
         for plan in plans:
             for step in plan.steps:
-                session.operations.add(plan.spec.name, step.method, step.id, step.change)
+                session.operations.add(plan.vm.name, step.method, step.id, step.change)
         outcomes = [(plan.actual, None) for plan in plans]
     else:
-        outcomes = run_pool(lambda p: apply_plan(session, p, params["timeout"]), plans, concurrency)
+        outcomes = run_pool(lambda p: apply_plan(session, p, params["timeout"]), plans, params["concurrency"])
+    results = [vm_result(plan, actual, err, session.operations.for_vm(plan.vm.name))
+               for plan, (actual, err) in zip(plans, outcomes, strict=True)]
+    return results, any(result["failed"] for result in results)
 
-    results, failed = [], False
-    for plan, (actual, err) in zip(plans, outcomes, strict=True):
-        spec = plan.spec
-        facts = report(actual or plan.actual)
-        facts["name"] = spec.name
-        facts["id"] = facts["id"] or spec.vm_id
-        ops = session.operations.for_vm(spec.name)
-        result = dict(facts, changed=bool(ops), failed=err is not None,
-                      not_changeable_in_place=plan.not_changeable, operations=ops,
-                      diff={"before": plan.before or {}, "after": plan.after or {}})
-        if err is not None:
-            failed = True
-            result["msg"] = "%s: %s" % (spec.where, arm_error(err))
-        elif plan.not_changeable:
-            result["msg"] = ("%s: Azure cannot change %s in place; recreate the VM (state=absent, then present) "
-                             "to apply" % (spec.name, ", ".join(plan.not_changeable)))
-        else:
-            result["msg"] = "%s: %s" % (spec.name, "; ".join(op["change"] for op in ops) or "up to date")
-        result["tags"] = _tags_without_marker(result["tags"])
-        results.append(result)
-    return results, failed
+
+def vm_result(plan, actual, err, ops):
+    """One VM's entry of the module result."""
+    vm = plan.vm
+    facts = report(actual or plan.actual)
+    facts["name"] = vm.name
+    facts["id"] = facts["id"] or vm.vm_id
+    result = dict(facts, changed=bool(ops), failed=err is not None, not_changeable_in_place=plan.not_changeable,
+                  operations=ops, diff={"before": plan.before or {}, "after": plan.after or {}})
+    if err is not None:
+        result["msg"] = "%s: %s" % (vm.where, arm_error(err))
+    elif plan.not_changeable:
+        result["msg"] = ("%s: Azure cannot change %s in place; recreate the VM (state=absent, then present) "
+                         "to apply" % (vm.name, ", ".join(plan.not_changeable)))
+    else:
+        result["msg"] = "%s: %s" % (vm.name, "; ".join(op["change"] for op in ops) or "up to date")
+    result["tags"] = {k: v for k, v in result["tags"].items() if k != MARKER_TAG}
+    return result
 
 
 # --- azure_vm_info --------------------------------------------------------------------------

@@ -50,19 +50,20 @@ def params(**overrides):
 
 
 def specs(**overrides):
-    return azvm.build_specs(FakeSession(), params(**overrides))
+    return azvm.desired_vms(FakeSession(), params(**overrides))
 
 
 def existing(spec, **changes):
     """ARM's view of a VM made from `spec` (with its NIC and public IP), then `changes` applied."""
-    vm = azvm.vm_body(spec, "westeurope", dict(spec.tags))
+    after = azvm.desired_summary(spec, None)
+    vm = azvm.vm_body(spec, after)
     vm.update(id=spec.vm_id, name=spec.name)
     vm["properties"]["storageProfile"]["osDisk"].update(diskSizeGB=30,
                                                         managedDisk={"storageAccountType": "Premium_LRS"})
     vm["properties"]["storageProfile"]["imageReference"]["exactVersion"] = "22.04.202411010"
-    nic = azvm.nic_body(spec, "westeurope", True, None)
+    nic = azvm.nic_body(spec, "westeurope", after["subnet_id"], None, spec.pip_id)
     nic.update(id=spec.nic_id, name=spec.name + "-nic")
-    pip = azvm.pip_body(spec, "westeurope")
+    pip = azvm.pip_body(spec, "westeurope", None, None)
     pip.update(id=spec.pip_id, name=spec.name + "-pip")
     for dotted, value in changes.items():
         target = vm
@@ -97,7 +98,7 @@ def test_vm_body_disables_passwords_and_sends_one_openssh_line(tmp_path):
     rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", str(keygen(tmp_path, "rsa", 2048).with_suffix(".pub"))],
                              capture_output=True, text=True, check=True).stdout
     [spec] = specs(name="web-1", ssh_public_key=rfc4716, admin_username="ops")
-    linux = azvm.vm_body(spec, "westeurope", {})["properties"]["osProfile"]["linuxConfiguration"]
+    linux = azvm.vm_body(spec, azvm.desired_summary(spec, None))["properties"]["osProfile"]["linuxConfiguration"]
     assert linux["disablePasswordAuthentication"] is True
     [key] = linux["ssh"]["publicKeys"]
     assert key["path"] == "/home/ops/.ssh/authorized_keys"
@@ -186,7 +187,8 @@ def test_adding_a_public_ip_creates_then_attaches_it(ssh_key):
     [old] = specs(name="web-1", ssh_public_key=ssh_key, public_ip=False)
     [new] = specs(name="web-1", ssh_public_key=ssh_key)
     actual = existing(old)
-    actual = azvm.Actual(actual.vm, azvm.nic_body(old, "westeurope", False, None) | {"id": old.nic_id}, None)
+    nic = azvm.nic_body(old, "westeurope", SUBNET, None, None) | {"id": old.nic_id, "location": "westeurope"}
+    actual = azvm.Actual(actual.vm, nic, None)
     assert [(m, kind) for m, kind, _c in writes(plan(new, actual))] == [
         ("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces")]
 
@@ -288,7 +290,7 @@ def test_tags_only_update_of_an_existing_vm_is_one_patch_then_nothing(ssh_key):
                    admin_username="ops", tags={"role": "web"})
     vm = existing(made, **{"properties.hardwareProfile.vmSize": "Standard_D4s_v5"})
     [tags_only] = specs(name="web-1", subnet_id=None, location=None, tags={"sshca-enrolled": "2026-11-25"})
-    assert tags_only.missing == ["ssh_public_key", "subnet_id (or vnet_name and subnet_name)"]
+    assert tags_only.missing == (azvm.CreationInput.SSH_KEY, azvm.CreationInput.SUBNET)
     p = plan(tags_only, vm)
     assert writes(p) == [("PATCH", "virtualMachines", "update VM (tags)")]
     assert p.not_changeable == []
@@ -356,8 +358,8 @@ def test_ecdsa_is_refused_as_azure_would(tmp_path):
 def test_vms_items_override_defaults_and_are_type_checked(ssh_key):
     a, b = specs(ssh_public_key=ssh_key, size="Standard_B1s",
                  vms=[{"name": "a"}, {"name": "b", "size": "Standard_D2s_v5", "public_ip": "no"}])
-    assert (a.size, a.public_ip, a.admin_username) == ("Standard_B1s", True, "azureuser")
-    assert (b.size, b.public_ip) == ("Standard_D2s_v5", False)
+    assert (a.value("size"), a.value("public_ip"), a.value("admin_username")) == ("Standard_B1s", True, "azureuser")
+    assert (b.value("size"), b.value("public_ip")) == ("Standard_D2s_v5", False)
     with pytest.raises(azvm.VMInputError, match=r"vms\[0\].*sizee"):
         specs(ssh_public_key=ssh_key, vms=[{"name": "a", "sizee": "x"}])
     with pytest.raises(azvm.VMInputError, match="listed twice"):
@@ -383,7 +385,7 @@ def test_tags_merged_past_azures_limit_fail_before_any_write(ssh_key):
 
 def test_vms_are_created_with_boot_diagnostics_on_managed_storage(ssh_key):
     [spec] = specs(name="web-1", ssh_public_key=ssh_key)
-    body = azvm.vm_body(spec, "westeurope", {})
+    body = azvm.vm_body(spec, azvm.desired_summary(spec, None))
     assert body["properties"]["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}  # no storageUri
 
 
