@@ -149,6 +149,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (  # noqa: E402
     CRYPTOGRAPHY_IMPORT_ERROR,
     HAS_CRYPTOGRAPHY,
+    KeyAction,
     KeypairFiles,
     SSHKeyError,
 )
@@ -157,8 +158,8 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (  # 
 def present(module, keypair):
     plan = keypair.plan()
     before = plan["public"]
-    new_key = plan["key"] in ("create", "regenerate")
-    changed = plan["key"] != "keep" or bool(keypair.stale_public_files(before))
+    new_key = plan["key"] in (KeyAction.CREATE, KeyAction.REGENERATE)
+    changed = plan["key"] is not KeyAction.KEEP or bool(keypair.stale_public_files(before))
     public = keypair.apply(plan) if changed and not module.check_mode else before
     if os.path.exists(keypair.path):
         changed = module.set_mode_if_different(keypair.path, module.params["mode"], changed)
