@@ -20,6 +20,7 @@ import threading
 from urllib.parse import urlparse
 
 from ansible.module_utils.basic import env_fallback
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError, Requirement
 
 try:
     import requests
@@ -44,6 +45,7 @@ except ImportError as exc:  # reported by the modules through missing_required_l
     HttpResponseError = ResourceNotFoundError = Exception
 
 AZURE_REQUIREMENTS = "azure-identity, azure-mgmt-compute and azure-mgmt-network"
+AZURE_SDK = Requirement(AZURE_REQUIREMENTS, HAS_AZURE, AZURE_IMPORT_ERROR)
 
 ARM_ENDPOINT_VARIABLES = ["AZURE_ARM_ENDPOINT", "AZURE_RESOURCE_MANAGER_ENDPOINT"]
 # Variables azure.azcollection users already set come first, then azure-identity's own names.
@@ -72,7 +74,7 @@ CLOUD_ALIASES = {"azurepubliccloud": "AzureCloud", "public": "AzureCloud", "chin
 POLLING_FALLBACK_SECONDS = 5
 
 
-class AzureConfigError(ValueError):
+class AzureConfigError(InputError):
     """Auth or endpoint settings that cannot work; the message names the option."""
 
 
@@ -217,7 +219,7 @@ class Operations:
 class AzureSession:
     """Compute and network clients for one subscription, sharing one connection pool."""
 
-    def __init__(self, params, pool_size=10):
+    def __init__(self, params, pool_size=10, operations=None):
         if not HAS_AZURE:
             raise AzureConfigError("the Azure SDK is missing (%s): %s" % (AZURE_REQUIREMENTS, AZURE_IMPORT_ERROR))
         self.cloud = resolve_cloud(params)
@@ -225,7 +227,7 @@ class AzureSession:
         if not self.subscription_id:
             raise AzureConfigError("subscription_id is required (or set AZURE_SUBSCRIPTION_ID)")
         self.credential = build_credential(params, self.cloud)
-        self.operations = Operations()
+        self.operations = operations if operations is not None else Operations()
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10) + 4)
         session.mount("https://", adapter)
@@ -242,6 +244,12 @@ class AzureSession:
 
     def close(self):
         self._session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     def resource_id(self, resource_group, provider_type, name):
         return "/subscriptions/%s/resourceGroups/%s/providers/%s/%s" % (

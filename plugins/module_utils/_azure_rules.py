@@ -7,7 +7,7 @@ Every check azure_vm and the enrollment contract make before talking to Azure is
 bad input fails locally, naming the field, and never half-way through a create.
 
 API (plain functions, no Azure SDK needed):
-- AzureRuleError(field, problem): a ValueError; `.field` and `.problem`; str() is "field: problem".
+- AzureRuleError(field, problem): an InputError (a ValueError); `.field`, `.problem`; str() is "field: problem".
 - check_vm_name(name, field="name") -> name
 - check_admin_username(name, field="admin_username") -> name
 - check_dns_label(label, field="dns_label") -> label
@@ -23,6 +23,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError
 
 # A Linux VM name is 1-64 characters; it is also the host name here, so no dots or underscores.
 VM_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
@@ -68,7 +70,7 @@ TAG_VALUE_MAX = 256
 TAG_NAME_FORBIDDEN = "<>%&\\?/"
 
 
-class AzureRuleError(ValueError):
+class AzureRuleError(InputError):
     """An input Azure would refuse; names the field (e.g. `vms[2].admin_username`, `tags`)."""
 
     def __init__(self, field, problem):

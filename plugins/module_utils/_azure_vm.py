@@ -31,6 +31,7 @@ from enum import Enum
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.sshca.azure.plugins.module_utils import _azure_rules as rules
 from ansible_collections.sshca.azure.plugins.module_utils._azure import arm_error, as_rest, is_not_found
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError, parse_public_key
 
 MARKER_TAG = "sshca.azure.vm"
@@ -43,7 +44,7 @@ NSG_ID_RE = re.compile(r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/provider
 OS_DISK_SIZE_GB = (30, 4095)
 
 
-class VMInputError(ValueError):
+class VMInputError(InputError):
     """A bad option; the message names the VM and the option."""
 
 

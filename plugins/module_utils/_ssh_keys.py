@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError, Requirement
+
 try:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
@@ -28,6 +30,13 @@ try:
 except ImportError as exc:  # pragma: no cover - reported by the modules through missing_required_lib
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = exc
+
+CRYPTOGRAPHY = Requirement("cryptography", HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR)
+
+# When an existing key (ssh_keypair) or certificate (ssh_cert) is replaced, as community.crypto
+# names it; each module documents what the policies mean for what it keeps.
+REGENERATE_POLICIES = ("never", "fail", "partial_idempotence", "full_idempotence", "always")
+REGENERATE_OPTION = {"type": "str", "default": "partial_idempotence", "choices": list(REGENERATE_POLICIES)}
 
 KEY_TYPES = (
     "ssh-rsa",
@@ -52,7 +61,7 @@ _TAG_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")  # printable US-ASCII except co
 _LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n")
 
 
-class SSHKeyError(ValueError):
+class SSHKeyError(InputError):
     """Bad key input; the message is one line and names the input it is about."""
 
     def __init__(self, source, problem=None):
@@ -79,6 +88,12 @@ class PassphraseNotNeeded(SSHKeyError):
 
 class WrongPassphrase(SSHKeyError):
     """The key is encrypted and the passphrase does not open it."""
+
+
+def check_regenerate(policy):
+    if policy not in REGENERATE_POLICIES:
+        raise SSHKeyError("regenerate", "must be one of %s, not %r" % (", ".join(REGENERATE_POLICIES), policy))
+    return policy
 
 
 # --- SSH wire encoding (RFC 4251 section 5) ------------------------------------------------
@@ -559,7 +574,6 @@ def atomic_write(path, data, mode=0o600):
 
 # --- a keypair on disk (ssh_keypair) ----------------------------------------------------------
 
-KEYPAIR_POLICIES = ("never", "fail", "partial_idempotence", "full_idempotence", "always")
 
 
 class KeyAction(Enum):
@@ -584,8 +598,7 @@ class KeypairFiles:
             raise SSHKeyError("path", "must be given")
         if key_type not in ("rsa", "ed25519"):
             raise SSHKeyError("type", "must be rsa or ed25519, not %r" % (key_type,))
-        if regenerate not in KEYPAIR_POLICIES:
-            raise SSHKeyError("regenerate", "must be one of %s" % ", ".join(KEYPAIR_POLICIES))
+        check_regenerate(regenerate)
         if key_type == "rsa":
             size = int(size or 3072)
             if size < MIN_RSA_BITS:

@@ -345,24 +345,16 @@ operations:
     - {vm: web-1, method: PATCH, id: /subscriptions/.../virtualMachines/web-1, change: update VM (tags)}
 """
 
-import traceback  # noqa: E402 (imports follow the documentation, as in every Ansible module)
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the documentation)
 from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noqa: E402
     AUTH_ARGUMENT_SPEC,
-    AZURE_IMPORT_ERROR,
-    AZURE_REQUIREMENTS,
-    HAS_AZURE,
-    AzureConfigError,
+    AZURE_SDK,
     AzureSession,
+    Operations,
     arm_error,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import (  # noqa: E402
-    TOP_LEVEL_SPEC,
-    VMInputError,
-    apply_vm_id,
-    run,
-)
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import TOP_LEVEL_SPEC, apply_vm_id, run  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def argument_spec():
@@ -380,28 +372,8 @@ def argument_spec():
     return spec
 
 
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("name", "vms", "id"), ("subnet_id", "vnet_name")],
-                           required_one_of=[("name", "vms", "id"), ("resource_group", "id")],
-                           required_together=[("vnet_name", "subnet_name")])
-    if not HAS_AZURE:
-        module.fail_json(msg=missing_required_lib(AZURE_REQUIREMENTS), exception=str(AZURE_IMPORT_ERROR))
-    session = None
-    try:
-        params = apply_vm_id(module.params)  # before the session: the id names the subscription
-        session = AzureSession(params, pool_size=params["concurrency"])
-        vms, failed = run(session, params, module.check_mode)
-    except (AzureConfigError, VMInputError) as err:
-        module.fail_json(msg=str(err), vms=[], operations=session.operations.items if session else [])
-    except Exception as err:  # unexpected: report once, with the traceback for -vvv
-        module.fail_json(msg="azure_vm: %s" % arm_error(err), exception=traceback.format_exc(),
-                         operations=session.operations.items if session else [])
-    finally:
-        if session:
-            session.close()
-
-    result = {"changed": any(vm["changed"] for vm in vms), "vms": vms, "operations": session.operations.items}
+def present_result(module, vms, failed, operations):
+    result = {"changed": any(vm["changed"] for vm in vms), "vms": vms, "operations": operations}
     diffs = [vm.pop("diff") for vm in vms]
     if module._diff:
         result["diff"] = [dict(d, before_header=vm["name"], after_header=vm["name"])
@@ -410,8 +382,25 @@ def main():
         if vm["not_changeable_in_place"] and not vm["failed"]:
             module.warn(vm["msg"])
     if failed:
-        module.fail_json(msg="; ".join(vm["msg"] for vm in vms if vm["failed"]), **result)
-    module.exit_json(**result)
+        result.update(failed=True, msg="; ".join(vm["msg"] for vm in vms if vm["failed"]))
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[("name", "vms", "id"), ("subnet_id", "vnet_name")],
+                           required_one_of=[("name", "vms", "id"), ("resource_group", "id")],
+                           required_together=[("vnet_name", "subnet_name")])
+    operations = Operations()  # the writes issued, reported even when the task fails
+
+    def task():
+        params = apply_vm_id(module.params)  # before the session: the id names the subscription
+        with AzureSession(params, pool_size=params["concurrency"], operations=operations) as session:
+            vms, failed = run(session, params, module.check_mode)
+        return present_result(module, vms, failed, operations.items)
+
+    run_module(module, "azure_vm", task, requirements=[AZURE_SDK], describe=arm_error,
+               on_failure=lambda: {"vms": [], "operations": operations.items})
 
 
 if __name__ == "__main__":
