@@ -636,15 +636,15 @@ def _create_steps(session, vm, after):
     rg, location = vm.resource_group, after["location"]
     steps = []
     if after["public_ip"]:
-        body = pip_body(vm, location, after["zone"], after["dns_label"])
+        pip = pip_body(vm, location, after["zone"], after["dns_label"])
         steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda: session.network.public_ip_addresses.
-                          begin_create_or_update(rg, vm.name + "-pip", body)))
+                          begin_create_or_update(rg, vm.name + "-pip", pip), pip))
     nic = nic_body(vm, location, after["subnet_id"], after["nsg_id"], vm.pip_id if after["public_ip"] else None)
     steps.append(Step(Change.CREATE_NIC, vm.nic_id, lambda: session.network.network_interfaces.
-                      begin_create_or_update(rg, vm.name + "-nic", nic)))
-    body = vm_body(vm, after)
+                      begin_create_or_update(rg, vm.name + "-nic", nic), nic))
+    machine = vm_body(vm, after)
     steps.append(Step(Change.CREATE_VM, vm.vm_id, lambda: session.compute.virtual_machines.begin_create_or_update(
-        rg, vm.name, body)))
+        rg, vm.name, machine), machine))
     return steps
 
 
@@ -659,13 +659,13 @@ def _update_steps(session, plan, changed):
     steps = []
     nic_fields = [f for f in changed if in_place(f) == "nic"]
     if nic_fields and after["public_ip"] and not actual.pip:
-        body = pip_body(vm, before["location"], before["zone"], after["dns_label"])
+        new_pip = pip_body(vm, before["location"], before["zone"], after["dns_label"])
         steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda: pips().begin_create_or_update(
-            rg, vm.name + "-pip", body)))
+            rg, vm.name + "-pip", new_pip), new_pip))
     elif "dns_label" in changed:
-        body = pip_body(vm, actual.pip["location"], (actual.pip.get("zones") or [None])[0], after["dns_label"])
+        pip = pip_body(vm, actual.pip["location"], (actual.pip.get("zones") or [None])[0], after["dns_label"])
         steps.append(Step(Change.UPDATE_PIP, actual.pip["id"], lambda: pips().begin_create_or_update(
-            *_split(actual.pip["id"]), body)))
+            *_split(actual.pip["id"]), pip), pip))
     if nic_fields:
         steps.append(_nic_update(session, plan, nic_fields))
     vm_fields = sorted(f for f in changed if in_place(f) == "vm")

@@ -398,3 +398,25 @@ def test_boot_diagnostics_off_is_turned_on_with_one_patch(ssh_key):
     # A tags-only update leaves the VM's boot diagnostics as they are.
     [tags_only] = specs(name="web-1", subnet_id=None, tags={"a": "b"})
     assert [s.body for s in plan(tags_only, actual).steps] == [{"tags": {"a": "b"}}]
+
+
+def test_each_write_sends_its_own_body(ssh_key):
+    """What each step hands the SDK is the body built for that resource (closures bind late)."""
+    sent = []
+
+    class Client:
+        def __getattr__(self, operation):
+            return lambda *args: sent.append((operation, args[-1]))
+
+    class Session(FakeSession):
+        network = SimpleNamespace(public_ip_addresses=Client(), network_interfaces=Client())
+        compute = SimpleNamespace(virtual_machines=Client())
+
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
+    p = azvm.plan_present(Session(), spec, azvm.Actual(), {})
+    for step in p.steps:
+        step.run()
+    assert [body for _op, body in sent] == [step.body for step in p.steps]
+    pip, nic, vm = (body for _op, body in sent)
+    assert pip["sku"]["name"] == "Standard" and "ipConfigurations" in nic["properties"]
+    assert vm["properties"]["hardwareProfile"]["vmSize"] == "Standard_B2s"
