@@ -1,20 +1,23 @@
 """azure_vm planning: which ARM writes a desired state leads to, and what is refused locally.
 
-No network: specs and plans are built from ARM-shaped dicts, as the emulator or Azure return them.
+No network. What exists is what ARM answered for two VMs azure_vm made in the lab's emulator
+(data/arm_recorded.json, checked against Azure's published examples by test_arm_recorded.py),
+never a body of the module's own: a reader and a writer that agreed on a wrong field would fail.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils import _azure_vm as azvm
 
-SUB = "00000000-0000-0000-0000-000000000001"
-RG = "rg-test"
-SUBNET = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/hosts"
+DATA = json.loads((Path(__file__).parent / "data" / "arm_recorded.json").read_text())
+SUB, RG, SUBNET = DATA["subscription_id"], DATA["resource_group"], DATA["subnet_id"]
 
 
 class FakeSession:
@@ -42,7 +45,7 @@ def ssh_key(tmp_path):
 
 
 def params(**overrides):
-    base = {"resource_group": RG, "state": "present", "name": None, "vms": None, "location": "westeurope",
+    base = {"resource_group": RG, "state": "present", "name": None, "vms": None, "location": DATA["location"],
             "subnet_id": SUBNET, "concurrency": 5, "timeout": 60}
     base.update({k: None for k in azvm.VM_OPTION_SPEC if k not in base})
     base.update(overrides)
@@ -53,25 +56,23 @@ def specs(**overrides):
     return azvm.desired_vms(FakeSession(), params(**overrides))
 
 
-def existing(spec, **changes):
-    """ARM's view of a VM made from `spec` (with its NIC and public IP), then `changes` applied."""
-    after = azvm.desired_summary(spec, None)
-    vm = azvm.vm_body(spec, after)
-    vm.update(id=spec.vm_id, name=spec.name)
-    vm["properties"]["storageProfile"]["osDisk"].update(diskSizeGB=30,
-                                                        managedDisk={"storageAccountType": "Premium_LRS"})
-    vm["properties"]["storageProfile"]["imageReference"]["exactVersion"] = "22.04.202411010"
-    nic = azvm.nic_body(spec, "westeurope", after["subnet_id"], None, spec.pip_id)
-    nic.update(id=spec.nic_id, name=spec.name + "-nic")
-    pip = azvm.pip_body(spec, "westeurope", None, None)
-    pip.update(id=spec.pip_id, name=spec.name + "-pip")
-    for dotted, value in changes.items():
-        target = vm
+def as_recorded(name, **changes):
+    """The spec of a recorded VM: the options it was made with (data/arm_recorded.json), then `changes`."""
+    [spec] = specs(name=name, **dict(DATA[name]["options"], **changes))
+    return spec
+
+
+def recorded(name, **edits):
+    """What ARM answered for the recorded VM (its VM, NIC and public IP), with `edits` (dotted
+    paths into the VM) applied: a copy, so tests can change it."""
+    entry = copy.deepcopy(DATA[name])
+    for dotted, value in edits.items():
+        target = entry["vm"]
         *path, last = dotted.split(".")
         for part in path:
             target = target[part]
         target[last] = value
-    return azvm.Actual(vm, nic, pip)
+    return azvm.Actual(entry["vm"], entry["nic"], entry["pip"])
 
 
 def plan(spec, actual):
@@ -109,98 +110,106 @@ def test_vm_body_disables_passwords_and_sends_one_openssh_line(tmp_path):
     assert fingerprint == spec.ssh_key.fingerprint()
 
 
-def test_same_state_plans_no_write(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
-    p = plan(spec, existing(spec))
-    assert p.steps == [] and p.not_changeable == []
+@pytest.mark.parametrize("name", ["web-1", "db-1"])
+def test_a_recorded_vm_asked_for_again_plans_no_write(name):
+    p = plan(as_recorded(name), recorded(name))
+    assert (p.steps, p.not_changeable, p.error) == ([], [], None)
+    assert p.before == p.after
 
 
 def test_same_key_in_rfc4716_form_is_no_change(tmp_path):
-    public = keygen(tmp_path).with_suffix(".pub")
+    public = tmp_path / "key.pub"
+    public.write_text(DATA["web-1"]["options"]["ssh_public_key"] + "\n")
     rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", str(public)], capture_output=True, text=True,
                              check=True).stdout
-    [given_openssh] = specs(name="web-1", ssh_public_key=public.read_text())
-    [given_rfc4716] = specs(name="web-1", ssh_public_key=rfc4716)
-    assert plan(given_rfc4716, existing(given_openssh)).steps == []
+    assert plan(as_recorded("web-1", ssh_public_key=rfc4716), recorded("web-1")).steps == []
 
 
-def test_tag_change_is_one_patch_of_tags_only(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"enrolled": "yes"})
-    p = plan(new, existing(old))
+def test_tag_change_is_one_patch_of_tags_only():
+    p = plan(as_recorded("web-1", tags={"enrolled": "yes"}), recorded("web-1"))
     assert [(m, kind) for m, kind, _change in writes(p)] == [("PATCH", "virtualMachines")]
-    assert p.after["tags"] == {"role": "web", "enrolled": "yes"}  # append_tags merges
-    assert p.steps[0].body == {"tags": {"role": "web", "enrolled": "yes"}}
+    merged = {"role": "web", "a=b": "c=d", "enrolled": "yes"}  # append_tags merges with the VM's
+    assert p.after["tags"] == merged
+    assert p.steps[0].body == {"tags": merged}
 
 
-def test_exact_tags_replace(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"enrolled": "yes"}, append_tags=False)
-    assert plan(new, existing(old)).after["tags"] == {"enrolled": "yes"}
+def test_exact_tags_replace():
+    p = plan(as_recorded("web-1", tags={"enrolled": "yes"}, append_tags=False), recorded("web-1"))
+    assert p.after["tags"] == {"enrolled": "yes"} and p.steps[0].body == {"tags": {"enrolled": "yes"}}
 
 
-def test_contained_tags_with_append_are_no_change(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web", "team": "a"})
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
-    assert plan(new, existing(old)).steps == []
+def test_contained_tags_with_append_are_no_change():
+    assert plan(as_recorded("web-1", tags={"role": "web"}), recorded("web-1")).steps == []
 
 
 @pytest.mark.parametrize(("change", "field"), [
     ({"image": "ubuntu2404"}, "image"),
     ({"admin_username": "ops"}, "admin_username"),
-    ({"zone": "2"}, "zone"),
+    ({"zone": "3"}, "zone"),
     ({"os_disk": {"size_gb": 64}}, "os_disk.size_gb"),
+    ({"os_disk": {"storage_account_type": "Standard_LRS"}}, "os_disk.storage_account_type"),
+    ({"location": "northeurope"}, "location"),
 ])
-def test_not_changeable_in_place_is_reported_not_written(ssh_key, change, field):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, image="ubuntu2204")
-    [new] = specs(**{"name": "web-1", "ssh_public_key": ssh_key, "image": "ubuntu2204", **change})
-    p = plan(new, existing(old))
+def test_not_changeable_in_place_is_reported_not_written(change, field):
+    p = plan(as_recorded("web-1", **change), recorded("web-1"))
     assert p.not_changeable == [field]
     assert p.steps == []
 
 
-def test_new_key_is_reported_not_written(tmp_path):
-    first = keygen(tmp_path, name="a").with_suffix(".pub").read_text()
-    second = keygen(tmp_path, name="b").with_suffix(".pub").read_text()
-    [old] = specs(name="web-1", ssh_public_key=first)
-    [new] = specs(name="web-1", ssh_public_key=second, tags={"x": "1"})
-    p = plan(new, existing(old))
+def test_location_is_compared_without_case_or_spaces():
+    assert plan(as_recorded("web-1", location="West Europe"), recorded("web-1")).steps == []
+
+
+def test_new_key_is_reported_not_written(ssh_key):
+    p = plan(as_recorded("web-1", ssh_public_key=ssh_key, tags={"x": "1"}), recorded("web-1"))
     assert p.not_changeable == ["ssh_keys"]
     assert [(m, kind) for m, kind, _change in writes(p)] == [("PATCH", "virtualMachines")]  # the tag still applies
 
 
-def test_size_change_is_patch(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, size="Standard_D2s_v5")
-    p = plan(new, existing(old))
-    assert [(m, c) for m, _k, c in writes(p)] == [("PATCH", "update VM (size)")]
+@pytest.mark.parametrize(("name", "change", "patch"), [
+    ("web-1", {"size": "Standard_D2s_v5"}, {"properties": {"hardwareProfile": {"vmSize": "Standard_D2s_v5"}}}),
+    ("web-1", {"identity": "system"}, {"identity": {"type": "SystemAssigned"}}),
+    ("db-1", {"identity": "none"}, {"identity": {"type": "None"}}),
+    ("db-1", {"os_disk": {"delete_option": "Delete"}},
+     {"properties": {"storageProfile": {"osDisk": {"deleteOption": "Delete"}}}}),
+])
+def test_what_azure_changes_on_the_vm_is_one_patch(name, change, patch):
+    p = plan(as_recorded(name, **change), recorded(name))
+    assert [(m, kind) for m, kind, _c in writes(p)] == [("PATCH", "virtualMachines")]
+    assert p.steps[0].body == patch and p.not_changeable == []
 
 
-def test_dropping_the_public_ip_detaches_then_deletes_it(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, public_ip=False)
-    assert [(m, kind) for m, kind, _c in writes(plan(new, existing(old)))] == [
-        ("PUT", "networkInterfaces"), ("DELETE", "publicIPAddresses")]
+def test_dropping_the_public_ip_detaches_then_deletes_it():
+    p = plan(as_recorded("web-1", public_ip=False, dns_label=None), recorded("web-1"))
+    assert [(m, kind) for m, kind, _c in writes(p)] == [("PUT", "networkInterfaces"), ("DELETE", "publicIPAddresses")]
+    [config] = p.steps[0].body["properties"]["ipConfigurations"]
+    assert "publicIPAddress" not in config["properties"]
 
 
-def test_adding_a_public_ip_creates_then_attaches_it(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, public_ip=False)
-    [new] = specs(name="web-1", ssh_public_key=ssh_key)
-    actual = existing(old)
-    nic = azvm.nic_body(old, "westeurope", SUBNET, None, None) | {"id": old.nic_id, "location": "westeurope"}
-    actual = azvm.Actual(actual.vm, nic, None)
-    assert [(m, kind) for m, kind, _c in writes(plan(new, actual))] == [
-        ("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces")]
+def test_adding_a_public_ip_creates_it_in_the_vms_zone_then_attaches_it():
+    p = plan(as_recorded("db-1", public_ip=True), recorded("db-1"))
+    assert [(m, kind) for m, kind, _c in writes(p)] == [("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces")]
+    pip, nic = p.steps[0].body, p.steps[1].body
+    assert (pip["location"], pip["zones"]) == ("westeurope", ["2"])
+    [config] = nic["properties"]["ipConfigurations"]
+    assert config["properties"]["publicIPAddress"]["id"].endswith("/publicIPAddresses/db-1-pip")
+    assert nic["properties"]["networkSecurityGroup"]["id"] == DATA["db-1"]["options"]["nsg_id"]  # kept
 
 
-def test_subnet_in_another_network_is_not_changeable(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, subnet_id=SUBNET.replace("/vnet/", "/vnet2/"))
-    p = plan(new, existing(old))
+def test_dns_label_change_is_one_put_of_the_public_ip_as_it_is():
+    p = plan(as_recorded("web-1", dns_label="web-1-new"), recorded("web-1"))
+    assert [(m, kind) for m, kind, _c in writes(p)] == [("PUT", "publicIPAddresses")]
+    body = p.steps[0].body
+    assert body["properties"]["dnsSettings"] == {"domainNameLabel": "web-1-new"}
+    assert (body["location"], body["zones"]) == ("westeurope", ["1"])  # the public IP's own zone
+
+
+def test_subnet_in_another_network_is_not_changeable():
+    p = plan(as_recorded("web-1", subnet_id=SUBNET.replace("/vnet/", "/vnet2/")), recorded("web-1"))
     assert p.not_changeable == ["subnet_id (other virtual network)"] and p.steps == []
 
 
-def test_nic_update_keeps_what_cannot_change_in_place(ssh_key):
+def test_nic_update_keeps_what_cannot_change_in_place():
     """An NSG change on a NIC whose subnet is asked to move to another VNet (not possible in
     place) must not send the other VNet's subnet, nor re-point the NIC at another public IP."""
     sent = {}
@@ -212,42 +221,48 @@ def test_nic_update_keeps_what_cannot_change_in_place(ssh_key):
     class Session(FakeSession):
         network = SimpleNamespace(network_interfaces=Interfaces())
 
-    [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    nsg = SUBNET.split("/providers/", maxsplit=1)[0] + "/providers/Microsoft.Network/networkSecurityGroups/nsg2"
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, subnet_id=SUBNET.replace("/vnet/", "/vnet2/"), nsg_id=nsg)
-    actual = existing(old)
-    own_pip = actual.pip["id"].replace("web-1-pip", "shared-pip")
-    actual = azvm.Actual(actual.vm, actual.nic, actual.pip | {"id": own_pip})
-    p = azvm.plan_present(Session(), new, actual, {})
+    nsg = DATA["db-1"]["options"]["nsg_id"]
+    spec = as_recorded("web-1", subnet_id=SUBNET.replace("/vnet/", "/vnet2/"), nsg_id=nsg)
+    actual = recorded("web-1")
+    shared_pip = actual.pip["id"].replace("web-1-pip", "shared-pip")
+    actual.nic["properties"]["ipConfigurations"][0]["properties"]["publicIPAddress"]["id"] = shared_pip
+    actual.pip["id"] = shared_pip
+    p = azvm.plan_present(Session(), spec, actual, {})
     assert p.not_changeable == ["subnet_id (other virtual network)"]
     [step] = [s for s in p.steps if "networkInterfaces" in s.id]
     step.run()
     [config] = sent["web-1-nic"]["properties"]["ipConfigurations"]
     assert config["properties"]["subnet"]["id"] == SUBNET
-    assert config["properties"]["publicIPAddress"]["id"] == own_pip
+    assert config["properties"]["publicIPAddress"]["id"] == shared_pip
     assert sent["web-1-nic"]["properties"]["networkSecurityGroup"]["id"] == nsg
 
 
-def test_latest_image_matches_any_deployed_version(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key, image={"publisher": "canonical",
-                                                                "offer": "0001-com-ubuntu-server-jammy",
-                                                                "sku": "22_04-lts-gen2"})
-    [deployed] = specs(name="web-1", ssh_public_key=ssh_key, image="ubuntu2204")
-    assert plan(spec, existing(deployed)).steps == []
+def test_latest_image_matches_any_deployed_version():
+    deployed = DATA["web-1"]["vm"]["properties"]["storageProfile"]["imageReference"]
+    assert deployed["exactVersion"] != "latest"
+    spec = as_recorded("web-1", image={"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy",
+                                       "sku": "22_04-lts-gen2"})
+    assert plan(spec, recorded("web-1")).steps == []
+    pinned = as_recorded("web-1", image=dict(spec.wanted["image"], version="22.04.199901010"))
+    assert plan(pinned, recorded("web-1")).not_changeable == ["image"]
 
 
-def test_delete_removes_only_what_carries_the_marker(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
-    actual = existing(spec)
-    foreign = copy.deepcopy(actual)
+def test_delete_removes_only_what_carries_the_marker():
+    [absent] = specs(name="web-1", state="absent")
+    ours = [(m, k) for m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, recorded("web-1")))]
+    assert ours == [("DELETE", "virtualMachines"), ("DELETE", "disks"), ("DELETE", "networkInterfaces"),
+                    ("DELETE", "publicIPAddresses")]
+    foreign = recorded("web-1")
     foreign.nic["tags"] = {}
     foreign.pip["tags"] = {azvm.MARKER_TAG: "another-vm"}
-    [absent] = specs(name="web-1", state="absent")
-    ours = [(m, k) for m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, actual))]
-    assert ("DELETE", "virtualMachines") in ours and ("DELETE", "networkInterfaces") in ours
-    assert ("DELETE", "publicIPAddresses") in ours
     theirs = [k for _m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, foreign))]
-    assert "networkInterfaces" not in theirs and "publicIPAddresses" not in theirs
+    assert theirs == ["virtualMachines", "disks"]
+
+
+def test_a_disk_azure_detaches_is_left_as_azure_leaves_it():
+    [absent] = specs(name="db-1", state="absent")
+    assert [k for _m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, recorded("db-1")))] == [
+        "virtualMachines", "networkInterfaces"]
 
 
 def test_nothing_there_plans_no_delete():
@@ -255,11 +270,18 @@ def test_nothing_there_plans_no_delete():
     assert azvm.plan_absent(FakeSession(), absent, azvm.Actual()).steps == []
 
 
-def test_leftover_nic_of_someone_else_stops_create(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
-    actual = existing(spec)
-    leftover = azvm.Actual(None, dict(actual.nic, tags={}), None)
-    assert "was not made by this module" in plan(spec, leftover).error
+def test_leftover_nic_of_someone_else_stops_create():
+    leftover = recorded("web-1")
+    leftover.nic["tags"] = {}
+    p = plan(as_recorded("web-1"), azvm.Actual(None, leftover.nic, None))
+    assert p.steps == [] and "was not made by this module" in p.error
+
+
+def test_leftovers_of_our_own_interrupted_create_are_rewritten():
+    leftover = recorded("web-1")
+    p = plan(as_recorded("web-1"), azvm.Actual(None, leftover.nic, leftover.pip))
+    assert [(m, k) for m, k, _c in writes(p)] == [("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces"),
+                                                 ("PUT", "virtualMachines")]
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -283,28 +305,25 @@ def test_bad_input_is_refused_locally_with_the_input_named(ssh_key, overrides, m
     assert "\n" not in str(err.value)
 
 
-def test_tags_only_update_of_an_existing_vm_is_one_patch_then_nothing(ssh_key):
-    # A VM made with non-default size, image, user and no public IP: a call with only its name and
-    # tags must not read the left-out options as their defaults (no resize, nothing "not changeable").
-    [made] = specs(name="web-1", ssh_public_key=ssh_key, size="Standard_D4s_v5", image="ubuntu2204",
-                   admin_username="ops", tags={"role": "web"})
-    vm = existing(made, **{"properties.hardwareProfile.vmSize": "Standard_D4s_v5"})
-    [tags_only] = specs(name="web-1", subnet_id=None, location=None, tags={"sshca-enrolled": "2026-11-25"})
+def test_tags_only_update_of_an_existing_vm_is_one_patch_then_nothing():
+    # db-1 has a non-default size, user and no public IP: a call with only its name and tags must
+    # not read the left-out options as their defaults (no resize, nothing "not changeable").
+    [tags_only] = specs(name="db-1", subnet_id=None, location=None, tags={"sshca-enrolled": "2026-11-25"})
     assert tags_only.missing == (azvm.CreationInput.SSH_KEY, azvm.CreationInput.SUBNET)
+    vm = recorded("db-1")
     p = plan(tags_only, vm)
     assert writes(p) == [("PATCH", "virtualMachines", "update VM (tags)")]
     assert p.not_changeable == []
-    assert p.steps[0].body == {"tags": {"role": "web", "sshca-enrolled": "2026-11-25"}}
+    assert p.steps[0].body == {"tags": {"sshca-enrolled": "2026-11-25"}}
 
     vm.vm["tags"] = p.steps[0].body["tags"]
     again = plan(tags_only, vm)
     assert again.steps == [] and again.not_changeable == []
 
 
-def test_tags_only_update_with_exact_tags_keeps_nothing_else(ssh_key):
-    [made] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
+def test_tags_only_update_with_exact_tags_keeps_nothing_else():
     [exact] = specs(name="web-1", subnet_id=None, tags={"only": "this"}, append_tags=False)
-    p = plan(exact, existing(made))
+    p = plan(exact, recorded("web-1"))
     assert [s.body for s in p.steps] == [{"tags": {"only": "this"}}]
 
 
@@ -375,12 +394,10 @@ def test_tag_filter_forms(given, expected):
     assert azvm.parse_tag_filter(given) == expected
 
 
-def test_tags_merged_past_azures_limit_fail_before_any_write(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={f"old{i}": "x" for i in range(30)})
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={f"new{i}": "y" for i in range(30)})
-    p = plan(new, existing(old))
+def test_tags_merged_past_azures_limit_fail_before_any_write():
+    p = plan(as_recorded("web-1", tags={f"new{i}": "y" for i in range(49)}), recorded("web-1"))
     assert p.steps == []
-    assert p.error == "web-1: tags (with the VM's own): has 60 tags; Azure allows at most 50 per resource"
+    assert p.error == "web-1: tags (with the VM's own): has 51 tags; Azure allows at most 50 per resource"
 
 
 def test_vms_are_created_with_boot_diagnostics_on_managed_storage(ssh_key):
@@ -389,15 +406,14 @@ def test_vms_are_created_with_boot_diagnostics_on_managed_storage(ssh_key):
     assert body["properties"]["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}  # no storageUri
 
 
-def test_boot_diagnostics_off_is_turned_on_with_one_patch(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
-    actual = existing(spec, **{"properties.diagnosticsProfile": {"bootDiagnostics": {"enabled": False}}})
-    p = plan(spec, actual)
+def test_boot_diagnostics_off_is_turned_on_with_one_patch():
+    actual = recorded("web-1", **{"properties.diagnosticsProfile": {"bootDiagnostics": {"enabled": False}}})
+    p = plan(as_recorded("web-1"), actual)
     assert writes(p) == [("PATCH", "virtualMachines", "update VM (boot_diagnostics)")]
     assert p.steps[0].body == {"properties": {"diagnosticsProfile": {"bootDiagnostics": {"enabled": True}}}}
     # A tags-only update leaves the VM's boot diagnostics as they are.
     [tags_only] = specs(name="web-1", subnet_id=None, tags={"a": "b"})
-    assert [s.body for s in plan(tags_only, actual).steps] == [{"tags": {"a": "b"}}]
+    assert [s.body for s in plan(tags_only, actual).steps] == [{"tags": {"role": "web", "a=b": "c=d", "a": "b"}}]
 
 
 def test_each_write_sends_its_own_body(ssh_key):
