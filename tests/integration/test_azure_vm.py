@@ -265,6 +265,8 @@ def test_fleet_of_five_converges_under_throttling(lab, ansible_module):
     assert run.changed and not run.failed, run.result.get("msg")
     requests = lab.emu.requests(since)
     assert any(r.get("fault") in ("429", "503") for r in requests), "the faults were not injected"
+    # One token for the whole run: five VM threads, two SDK clients each, share it.
+    assert len([r for r in requests if r["op"] == "POST token"]) == 1
     accepted = [r for r in requests if r.get("write") and not r.get("fault")]
     assert len(accepted) == 15  # three writes per VM, each accepted once
 
