@@ -556,18 +556,19 @@ VM_PATCH = {
 
 
 class Change(Enum):
-    """Every ARM write the module issues: its method and how the operations list names it."""
+    """Every ARM write the module issues: its method, how the operations list names it, and which
+    of the VM's resources ("vm", "nic", "pip") its finished operation returns (None: none)."""
 
-    CREATE_PIP = ("PUT", "create public IP")
-    UPDATE_PIP = ("PUT", "update public IP DNS label")
-    CREATE_NIC = ("PUT", "create network interface")
-    UPDATE_NIC = ("PUT", "update network interface")
-    CREATE_VM = ("PUT", "create VM")
-    UPDATE_VM = ("PATCH", "update VM")
-    DELETE_VM = ("DELETE", "delete VM")
-    DELETE_DISK = ("DELETE", "delete OS disk if the VM delete left it")
-    DELETE_NIC = ("DELETE", "delete network interface")
-    DELETE_PIP = ("DELETE", "delete public IP")
+    CREATE_PIP = ("PUT", "create public IP", "pip")
+    UPDATE_PIP = ("PUT", "update public IP DNS label", "pip")
+    CREATE_NIC = ("PUT", "create network interface", "nic")
+    UPDATE_NIC = ("PUT", "update network interface", "nic")
+    CREATE_VM = ("PUT", "create VM", "vm")
+    UPDATE_VM = ("PATCH", "update VM", "vm")
+    DELETE_VM = ("DELETE", "delete VM", None)
+    DELETE_DISK = ("DELETE", "delete OS disk if the VM delete left it", None)
+    DELETE_NIC = ("DELETE", "delete network interface", None)
+    DELETE_PIP = ("DELETE", "delete public IP", None)
 
 
 class Step:
@@ -575,8 +576,8 @@ class Step:
 
     def __init__(self, kind, resource_id, run, body=None, fields=()):
         self.kind, self.id, self.run, self.body = kind, resource_id, run, body
-        self.method = kind.value[0]
-        self.change = kind.value[1] + (" (%s)" % ", ".join(fields) if fields else "")
+        self.method, description, self.returns = kind.value
+        self.change = description + (" (%s)" % ", ".join(fields) if fields else "")
 
 
 class Plan:
@@ -740,13 +741,28 @@ def _wait(poller, deadline, what):
 
 
 def _wait_running(session, vm, deadline):
+    """The VM, with its instance view, once it runs."""
     while True:
         found = _get(session.compute.virtual_machines.get, vm.resource_group, vm.name, expand="instanceView")
         if power_state(found) == "running":
-            return
+            return found
         if time.monotonic() > deadline:
             raise TimeoutError("VM is %s, not running" % power_state(found))
         time.sleep(2)
+
+
+def _after(actual, step, result):
+    """What exists once `step` is done: its finished operation returns the resource it wrote, so
+    nothing is read again. A PATCH does not change the power state the VM was read with."""
+    resources = {"vm": actual.vm, "nic": actual.nic, "pip": actual.pip}
+    if step.kind is Change.DELETE_PIP:
+        resources["pip"] = None
+    elif step.returns:
+        written = as_rest(result)
+        if step.kind is Change.UPDATE_VM and actual.vm and "instanceView" in _props(actual.vm):
+            written.setdefault("properties", {})["instanceView"] = actual.vm["properties"]["instanceView"]
+        resources[step.returns] = written
+    return Actual(**resources)
 
 
 def wait_for_ssh(address, deadline):
@@ -767,8 +783,7 @@ def wait_for_ssh(address, deadline):
 def apply_plan(session, plan, timeout):
     """Run one VM's steps in order, recording each write as it is issued."""
     deadline = time.monotonic() + timeout
-    vm = plan.vm
-    created = False
+    vm, actual = plan.vm, plan.actual
     for step in plan.steps:
         try:
             poller = step.run()
@@ -778,13 +793,11 @@ def apply_plan(session, plan, timeout):
         if poller is None:  # a conditional step found nothing to do: nothing was written
             continue
         session.operations.add(vm.name, step.method, step.id, step.change)
-        _wait(poller, deadline, step.change)
-        created = created or step.kind is Change.CREATE_VM
+        actual = _after(actual, step, _wait(poller, deadline, step.change))
+        if step.kind is Change.CREATE_VM:
+            actual = Actual(_wait_running(session, vm, deadline), actual.nic, actual.pip)
     if vm.state == "absent":
         return Actual()
-    if created:
-        _wait_running(session, vm, deadline)
-    actual = read_actual(session, vm.resource_group, vm.name) if plan.steps else plan.actual
     if vm.value("wait_for_ssh"):
         address = _props(actual.pip).get("ipAddress") or report(actual)["private_ip"]
         if not address:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,12 @@ class Lab:
     def writes_since(self, since: float) -> list[dict]:
         """ARM writes (PUT/PATCH/DELETE/POST) the emulator received since `since`, faults included."""
         return [r for r in self.emu.requests(since) if r.get("write") and r["path"].startswith("/subscriptions/")]
+
+    def reads_since(self, since: float) -> Counter:
+        """ARM GETs of resources since `since`, by resource type (operation polls left out)."""
+        return Counter(r["path"].rsplit("/", 2)[-2] for r in self.emu.requests(since)
+                       if r["method"] == "GET" and r["path"].startswith("/subscriptions/")
+                       and "/operations/" not in r["path"])
 
     def resources(self, kind: str) -> list[str]:
         """Names of the resources of one type (virtualMachines, networkInterfaces, ...) in RG."""
@@ -103,6 +110,10 @@ def test_one_vm_lifecycle(lab, ansible_module):
         lab.emu.reset_faults()
     assert run.changed and not run.failed, run.result.get("msg")
     assert len(lab.writes_since(since)) == 3
+    # The NIC and public IP are read once to plan (absent) and once by their own operation's end:
+    # never again after the create.
+    reads = lab.reads_since(since)
+    assert (reads["networkInterfaces"], reads["publicIPAddresses"]) == (2, 2), reads
     # The create was polled as often as the server's Retry-After (1 s) asked, not at a fixed long interval.
     polls = [r for r in lab.emu.requests(since) if r["method"] == "GET" and "/operations/" in r["path"]]
     assert len(polls) >= 4
@@ -134,6 +145,9 @@ def test_one_vm_lifecycle(lab, ansible_module):
     assert run.changed and not run.failed, run.result.get("msg")
     writes = lab.writes_since(since)
     assert [(w["method"], w["path"].rsplit("/", 2)[-2]) for w in writes] == [("PATCH", "virtualMachines")]
+    # read once to plan, then only the PATCH's own result: nothing read again
+    reads = lab.reads_since(since)
+    assert (reads["virtualMachines"], reads["networkInterfaces"], reads["publicIPAddresses"]) == (2, 1, 1), reads
     assert run.result["vms"][0]["tags"] == {"role": "web", "enrolled": "yes"}
     assert run.result["diff"][0]["before"]["tags"] == {"role": "web"}
 

@@ -436,3 +436,61 @@ def test_each_write_sends_its_own_body(ssh_key):
     pip, nic, vm = (body for _op, body in sent)
     assert pip["sku"]["name"] == "Standard" and "ipConfigurations" in nic["properties"]
     assert vm["properties"]["hardwareProfile"]["vmSize"] == "Standard_B2s"
+
+
+class Finished:
+    """A long-running operation that is done, holding what ARM returned for it."""
+
+    def __init__(self, result):
+        self._result = result
+
+    def wait(self, timeout=None):
+        pass
+
+    def done(self):
+        return True
+
+    def result(self):
+        return self._result
+
+
+class Recording:
+    """An SDK operations group: writes return finished operations; every read is counted."""
+
+    def __init__(self, reads, written):
+        self.reads, self.written = reads, written
+
+    def get(self, resource_group, name, **kwargs):
+        self.reads.append(name)
+        return copy.deepcopy(DATA["web-1"]["vm"])  # running
+
+    def __getattr__(self, operation):
+        return lambda *args: Finished(self.written(args[-1]))
+
+
+def applied(spec, actual):
+    """Plan and apply with clients whose writes finish at once; (what exists after, names read)."""
+    reads = []
+
+    class Session(FakeSession):
+        operations = SimpleNamespace(add=lambda *args: None)
+        compute = SimpleNamespace(virtual_machines=Recording(reads, lambda body: dict(body, id="vm", name="web-1")))
+        network = SimpleNamespace(public_ip_addresses=Recording(reads, lambda body: dict(body, id="pip")),
+                                  network_interfaces=Recording(reads, lambda body: dict(body, id="nic")))
+
+    session = Session()
+    return azvm.apply_plan(session, azvm.plan_present(session, spec, actual, {}), timeout=60), reads
+
+
+def test_a_patch_is_not_followed_by_a_read():
+    actual, reads = applied(as_recorded("web-1", tags={"enrolled": "yes"}), recorded("web-1"))
+    assert reads == []
+    facts = azvm.report(actual)
+    assert facts["tags"] == {"role": "web", "a=b": "c=d", "enrolled": "yes"}  # what the PATCH returned
+    assert facts["power_state"] == "running" and facts["public_ip"] == DATA["web-1"]["pip"]["properties"]["ipAddress"]
+
+
+def test_a_create_reads_only_to_wait_until_the_vm_runs():
+    actual, reads = applied(as_recorded("web-1"), azvm.Actual())
+    assert reads == ["web-1"]  # the instance view that says it runs
+    assert actual.nic["id"] == "nic" and actual.pip["id"] == "pip"  # the created ones, as their PUTs returned
