@@ -921,26 +921,25 @@ def _matches(tags, wanted):
 
 
 def info(session, params):
-    """Every VM matching name / resource group / tags, with IPs and power state, read concurrently."""
+    """Every VM matching name / resource group / tags, with IPs and power state, read concurrently;
+    each VM is read once (with its instance view), a list only names the VMs to read."""
     resource_group, name = params.get("resource_group"), params.get("name")
+    wanted = parse_tag_filter(params.get("tags"))
     vms = session.compute.virtual_machines
     if name:
         if not resource_group:
             raise VMInputError("name needs resource_group")
-        found = _get(vms.get, resource_group, name)
-        listed = [found] if found else []
-    elif resource_group:
-        listed = [as_rest(vm) for vm in vms.list(resource_group)]
+        reads = [(read_actual(session, resource_group, name), None)]
     else:
-        listed = [as_rest(vm) for vm in vms.list_all()]
-    wanted = parse_tag_filter(params.get("tags"))
-    listed = [vm for vm in listed if _matches(vm.get("tags"), wanted)]
-    reads = run_pool(lambda vm: read_actual(session, _split(vm["id"])[0], vm["name"]), listed,
-                     params.get("concurrency") or 10)
+        listed = vms.list(resource_group) if resource_group else vms.list_all()
+        listed = [vm for vm in map(as_rest, listed) if _matches(vm.get("tags"), wanted)]
+        reads = run_pool(lambda vm: read_actual(session, _split(vm["id"])[0], vm["name"]), listed,
+                         params.get("concurrency") or 10)
     results = []
     for actual, err in reads:
         if err is not None:
             raise err
-        if actual.vm:  # deleted between list and read: not there any more
+        # Gone between list and read, or (read by name) without the tags asked for: not listed.
+        if actual.vm and _matches(actual.vm.get("tags"), wanted):
             results.append(report(actual))
     return sorted(results, key=lambda r: (r["id"] or "").lower())

@@ -179,13 +179,17 @@ def test_one_vm_lifecycle(lab, ansible_module):
     assert lab.writes_since(since) == []
     assert ssh_as(other.private, "azureuser", vm["public_ip"]).returncode != 0
 
-    # azure_vm_info sees it, by name and by tag filter
+    # azure_vm_info sees it, by name and by tag filter, reading the VM once each time
+    since = time.time()
     info = ansible_module("azure_vm_info", {"resource_group": RG, "name": "one-1"})
     assert not info.failed, info.result
+    assert lab.reads_since(since)["virtualMachines"] == 1
     [found] = info.result["vms"]
     facts = (found["public_ip"], found["power_state"], found["admin_username"])
     assert facts == (vm["public_ip"], "running", "azureuser")
+    since = time.time()
     assert ansible_module("azure_vm_info", {"tags": ["enrolled:yes"]}).result["vms"][0]["name"] == "one-1"
+    assert lab.reads_since(since)["virtualMachines"] == 1  # the list names it; one GET reads it
     assert ansible_module("azure_vm_info", {"tags": {"enrolled": "no"}}).result["vms"] == []
 
     # delete: check mode writes nothing; then exactly the VM, NIC, public IP and disk go

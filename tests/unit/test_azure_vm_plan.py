@@ -494,3 +494,32 @@ def test_a_create_reads_only_to_wait_until_the_vm_runs():
     actual, reads = applied(as_recorded("web-1"), azvm.Actual())
     assert reads == ["web-1"]  # the instance view that says it runs
     assert actual.nic["id"] == "nic" and actual.pip["id"] == "pip"  # the created ones, as their PUTs returned
+
+
+def test_azure_vm_info_reads_each_vm_once():
+    reads = []
+
+    class VirtualMachines:
+        def get(self, resource_group, name, expand=None):
+            reads.append((name, expand))
+            return copy.deepcopy(DATA[name]["vm"])
+
+        def list(self, resource_group):
+            return [{k: v for k, v in DATA[n]["vm"].items() if k != "properties"} for n in ("web-1", "db-1")]
+
+    class Network:
+        def get(self, resource_group, name):
+            kind = "pip" if name.endswith("-pip") else "nic"
+            return copy.deepcopy(DATA[name.rsplit("-", 1)[0]][kind])
+
+    class Session(FakeSession):
+        compute = SimpleNamespace(virtual_machines=VirtualMachines())
+        network = SimpleNamespace(network_interfaces=Network(), public_ip_addresses=Network())
+
+    one = azvm.info(Session(), {"resource_group": RG, "name": "web-1"})
+    assert reads == [("web-1", "instanceView")] and one[0]["power_state"] == "running"
+    reads.clear()
+    both = azvm.info(Session(), {"resource_group": RG})
+    assert sorted(reads) == [("db-1", "instanceView"), ("web-1", "instanceView")]
+    assert [vm["name"] for vm in both] == ["db-1", "web-1"]
+    assert azvm.info(Session(), {"resource_group": RG, "name": "web-1", "tags": {"role": "db"}}) == []
