@@ -353,7 +353,11 @@ from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noq
     Operations,
     arm_error,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import TOP_LEVEL_SPEC, apply_vm_id, run  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import run  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm_desired import (  # noqa: E402
+    TOP_LEVEL_SPEC,
+    apply_vm_id,
+)
 from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 

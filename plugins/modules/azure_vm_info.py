@@ -112,7 +112,8 @@ from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noq
     AzureSession,
     arm_error,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import VMInputError, info  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import info  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm_desired import VMInputError  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 

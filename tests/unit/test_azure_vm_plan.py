@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils import _azure_vm as azvm
+from ansible_collections.sshca.azure.plugins.module_utils import _azure_vm_desired as desired
 
 DATA = json.loads((Path(__file__).parent / "data" / "arm_recorded.json").read_text())
 SUB, RG, SUBNET = DATA["subscription_id"], DATA["resource_group"], DATA["subnet_id"]
@@ -47,13 +48,13 @@ def ssh_key(tmp_path):
 def params(**overrides):
     base = {"resource_group": RG, "state": "present", "name": None, "vms": None, "location": DATA["location"],
             "subnet_id": SUBNET, "concurrency": 5, "timeout": 60}
-    base.update({k: None for k in azvm.VM_OPTION_SPEC if k not in base})
+    base.update({k: None for k in desired.VM_OPTION_SPEC if k not in base})
     base.update(overrides)
     return base
 
 
 def specs(**overrides):
-    return azvm.desired_vms(FakeSession(), params(**overrides))
+    return desired.desired_vms(FakeSession(), params(**overrides))
 
 
 def as_recorded(name, **changes):
@@ -99,7 +100,7 @@ def test_vm_body_disables_passwords_and_sends_one_openssh_line(tmp_path):
     rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", str(keygen(tmp_path, "rsa", 2048).with_suffix(".pub"))],
                              capture_output=True, text=True, check=True).stdout
     [spec] = specs(name="web-1", ssh_public_key=rfc4716, admin_username="ops")
-    linux = azvm.vm_body(spec, azvm.desired_summary(spec, None))["properties"]["osProfile"]["linuxConfiguration"]
+    linux = azvm.vm_body(spec, desired.desired_summary(spec, None))["properties"]["osProfile"]["linuxConfiguration"]
     assert linux["disablePasswordAuthentication"] is True
     [key] = linux["ssh"]["publicKeys"]
     assert key["path"] == "/home/ops/.ssh/authorized_keys"
@@ -254,7 +255,7 @@ def test_delete_removes_only_what_carries_the_marker():
                     ("DELETE", "publicIPAddresses")]
     foreign = recorded("web-1")
     foreign.nic["tags"] = {}
-    foreign.pip["tags"] = {azvm.MARKER_TAG: "another-vm"}
+    foreign.pip["tags"] = {desired.MARKER_TAG: "another-vm"}
     theirs = [k for _m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, foreign))]
     assert theirs == ["virtualMachines", "disks"]
 
@@ -294,13 +295,13 @@ def test_leftovers_of_our_own_interrupted_create_are_rewritten():
     ({"admin_username": "root"}, "^web-1: admin_username: 'root' is a name Azure reserves"),
     ({"admin_username": "backup"}, "^web-1: admin_username: 'backup' is a name Azure reserves"),
     ({"tags": {"a/b": "x"}}, "^web-1: tags: tag name 'a/b'"),
-    ({"tags": {azvm.MARKER_TAG: "x"}}, "reserved"),
+    ({"tags": {desired.MARKER_TAG: "x"}}, "reserved"),
     ({"dns_label": "Web_1"}, "dns_label"),
 ])
 def test_bad_input_is_refused_locally_with_the_input_named(ssh_key, overrides, message):
     args = {"name": "web-1", "ssh_public_key": ssh_key}
     args.update(overrides)
-    with pytest.raises(azvm.VMInputError, match=message) as err:
+    with pytest.raises(desired.VMInputError, match=message) as err:
         specs(**args)
     assert "\n" not in str(err.value)
 
@@ -309,7 +310,7 @@ def test_tags_only_update_of_an_existing_vm_is_one_patch_then_nothing():
     # db-1 has a non-default size, user and no public IP: a call with only its name and tags must
     # not read the left-out options as their defaults (no resize, nothing "not changeable").
     [tags_only] = specs(name="db-1", subnet_id=None, location=None, tags={"sshca-enrolled": "2026-11-25"})
-    assert tags_only.missing == (azvm.CreationInput.SSH_KEY, azvm.CreationInput.SUBNET)
+    assert tags_only.missing == (desired.CreationInput.SSH_KEY, desired.CreationInput.SUBNET)
     vm = recorded("db-1")
     p = plan(tags_only, vm)
     assert writes(p) == [("PATCH", "virtualMachines", "update VM (tags)")]
@@ -342,7 +343,7 @@ def test_absent_vm_without_creation_inputs_fails_naming_them(ssh_key, overrides,
 
 def test_vm_id_gives_subscription_group_and_name():
     vm_id = f"/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.Compute/virtualMachines/web-9"
-    resolved = azvm.apply_vm_id(params(id=vm_id, resource_group=None))
+    resolved = desired.apply_vm_id(params(id=vm_id, resource_group=None))
     assert (resolved["subscription_id"], resolved["resource_group"], resolved["name"]) == (SUB, "rg-other", "web-9")
 
 
@@ -356,21 +357,21 @@ def test_vm_id_gives_subscription_group_and_name():
       "resource_group": None, "subscription_id": SUB}, "is in subscription_id other, but subscription_id is"),
 ])
 def test_bad_vm_id_is_refused_with_the_input_named(overrides, message):
-    with pytest.raises(azvm.VMInputError, match=message) as err:
-        azvm.apply_vm_id(params(**overrides))
+    with pytest.raises(desired.VMInputError, match=message) as err:
+        desired.apply_vm_id(params(**overrides))
     assert "\n" not in str(err.value)
 
 
 def test_rsa_1024_is_refused(tmp_path):
     weak = keygen(tmp_path, "rsa", 1024).with_suffix(".pub").read_text()
-    with pytest.raises(azvm.VMInputError, match=r"vms\[1\] \(b\): ssh_public_key: is a 1024-bit RSA key"):
+    with pytest.raises(desired.VMInputError, match=r"vms\[1\] \(b\): ssh_public_key: is a 1024-bit RSA key"):
         specs(vms=[{"name": "a"}, {"name": "b", "ssh_public_key": weak}],
               ssh_public_key=keygen(tmp_path, name="ok").with_suffix(".pub").read_text())
 
 
 def test_ecdsa_is_refused_as_azure_would(tmp_path):
     ecdsa = keygen(tmp_path, "ecdsa").with_suffix(".pub").read_text()
-    with pytest.raises(azvm.VMInputError, match="Azure takes only ssh-rsa and ssh-ed25519 keys"):
+    with pytest.raises(desired.VMInputError, match="Azure takes only ssh-rsa and ssh-ed25519 keys"):
         specs(name="web-1", ssh_public_key=ecdsa)
 
 
@@ -379,9 +380,9 @@ def test_vms_items_override_defaults_and_are_type_checked(ssh_key):
                  vms=[{"name": "a"}, {"name": "b", "size": "Standard_D2s_v5", "public_ip": "no"}])
     assert (a.value("size"), a.value("public_ip"), a.value("admin_username")) == ("Standard_B1s", True, "azureuser")
     assert (b.value("size"), b.value("public_ip")) == ("Standard_D2s_v5", False)
-    with pytest.raises(azvm.VMInputError, match=r"vms\[0\].*sizee"):
+    with pytest.raises(desired.VMInputError, match=r"vms\[0\].*sizee"):
         specs(ssh_public_key=ssh_key, vms=[{"name": "a", "sizee": "x"}])
-    with pytest.raises(azvm.VMInputError, match="listed twice"):
+    with pytest.raises(desired.VMInputError, match="listed twice"):
         specs(ssh_public_key=ssh_key, vms=[{"name": "a"}, {"name": "A"}])
 
 
@@ -402,7 +403,7 @@ def test_tags_merged_past_azures_limit_fail_before_any_write():
 
 def test_vms_are_created_with_boot_diagnostics_on_managed_storage(ssh_key):
     [spec] = specs(name="web-1", ssh_public_key=ssh_key)
-    body = azvm.vm_body(spec, azvm.desired_summary(spec, None))
+    body = azvm.vm_body(spec, desired.desired_summary(spec, None))
     assert body["properties"]["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}  # no storageUri
 
 

@@ -25,7 +25,7 @@ from labkit import emulator  # noqa: E402
 from labkit.collection import make_importable  # noqa: E402
 
 make_importable()
-from ansible_collections.sshca.azure.plugins.module_utils import _azure, _azure_vm  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils import _azure, _azure_vm, _azure_vm_desired  # noqa: E402
 
 RG, LOCATION = "rg-recorded", "westeurope"
 
@@ -50,8 +50,8 @@ def vms(folder: Path, subnet_id: str, nsg_id: str) -> dict[str, dict]:
 
 def params(emu, options: dict) -> dict:
     env = emu.env()
-    base = dict.fromkeys(_azure_vm.TOP_LEVEL_SPEC)
-    base.update({k: s.get("default") for k, s in _azure_vm.TOP_LEVEL_SPEC.items() if "default" in s})
+    base = dict.fromkeys(_azure_vm_desired.TOP_LEVEL_SPEC)
+    base.update({k: s.get("default") for k, s in _azure_vm_desired.TOP_LEVEL_SPEC.items() if "default" in s})
     base.update(resource_group=RG, location=LOCATION, state="present", name=None, id=None, concurrency=2,
                 timeout=600, auth_source="credential", subscription_id=env["AZURE_SUBSCRIPTION_ID"],
                 tenant=env["AZURE_TENANT_ID"], client_id=env["AZURE_CLIENT_ID"], secret=env["AZURE_CLIENT_SECRET"],
