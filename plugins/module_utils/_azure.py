@@ -268,13 +268,16 @@ class AzureSession:
         common = {
             "base_url": self.cloud.arm_endpoint,
             "credential_scopes": [self.cloud.scope],
-            "retry_policy": retry_policy(),
             "polling_interval": POLLING_FALLBACK_SECONDS,
             "transport": RequestsTransport(session=session, session_owner=False),
         }
         self._session = session
-        self.compute = ComputeManagementClient(self.credential, self.subscription_id, **common)
-        self.network = NetworkManagementClient(self.credential, self.subscription_id, **common)
+        # A policy is a link in one client's pipeline (azure-core sets its `next`): each client
+        # gets its own retry policy, or the second client's pipeline would carry the first's requests.
+        self.compute = ComputeManagementClient(self.credential, self.subscription_id, retry_policy=retry_policy(),
+                                               **common)
+        self.network = NetworkManagementClient(self.credential, self.subscription_id, retry_policy=retry_policy(),
+                                               **common)
 
     def close(self):
         self._session.close()

@@ -200,3 +200,15 @@ def test_a_token_about_to_expire_or_a_claims_challenge_fetches_anew():
               shared.get_token("s", claims='{"access_token":{}}').token]
     assert tokens == ["token-1", "token-2", "token-3"]
     assert counting.fetches[-1] == (("s",), {"claims": '{"access_token":{}}'})
+
+
+def test_each_client_sends_through_its_own_pipeline(monkeypatch):
+    """azure-core chains a pipeline by setting each policy's `next`: a policy object shared by two
+    clients would send the first client's requests down the second client's chain."""
+    params = options(monkeypatch=monkeypatch, tenant="t", client_id="c", secret="s", subscription_id="sub",  # noqa: S106
+                     **LAB)
+    with _azure.AzureSession(params) as session:
+        for client in (session.compute, session.network):
+            chain = client._client._pipeline._impl_policies  # azure-core's policies, in order
+            retry = next(p for p in chain if isinstance(p, _azure.IdempotentRetryPolicy))
+            assert retry.next is chain[chain.index(retry) + 1]
