@@ -72,16 +72,15 @@ def test_every_module_names_the_library_it_misses(without_libraries, module):
 
 
 @pytest.fixture(autouse=True)
-def fresh_traceback_setting(monkeypatch):
-    """AnsibleModule reads whether to capture tracebacks once per process; each test sets its own."""
-    monkeypatch.setattr(_traceback, "_module_tracebacks_enabled_events", None)
+def tracebacks_on(monkeypatch):
+    """Tracebacks captured, as -vvv asks. Whether they are is decided once per process (or by the
+    controller's display, once other tests import it), so each test says it here."""
+    monkeypatch.setattr(_traceback, "_is_traceback_enabled", lambda event: True)
 
 
 def run(task, **kwargs) -> dict:
     printed = io.StringIO()
-    # Tracebacks asked for, as -vvv does.
-    with patch_module_args({"_ansible_tracebacks_for": ["error"]}), contextlib.redirect_stdout(printed), \
-            pytest.raises(SystemExit):
+    with patch_module_args({}), contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
         run_module(AnsibleModule(argument_spec={}), "demo", task, **kwargs)
     return json.loads(printed.getvalue())
 
