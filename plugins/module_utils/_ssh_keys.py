@@ -575,7 +575,6 @@ def atomic_write(path, data, mode=0o600):
 # --- a keypair on disk (ssh_keypair) ----------------------------------------------------------
 
 
-
 class KeyAction(Enum):
     """What KeypairFiles.plan() decides for the private key."""
 

@@ -180,7 +180,7 @@ options:
     description:
       - Tags of the VM. The tag C(sshca.azure.vm) is reserved.
       - Azure's limits are checked before any write, on the tags given and on the VM's tags after the
-        change: at most 50 tags, names of at most 512 characters without C(<>%&\?/), values of at most 256.
+        change. At most 50 tags; names of at most 512 characters, without C(<>%&\?/); values of at most 256.
       - Left out in an update without the creation inputs, the VM's tags are kept, whatever O(append_tags) says.
     type: dict
   append_tags:

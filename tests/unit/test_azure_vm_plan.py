@@ -281,8 +281,8 @@ def test_leftover_nic_of_someone_else_stops_create():
 def test_leftovers_of_our_own_interrupted_create_are_rewritten():
     leftover = recorded("web-1")
     p = plan(as_recorded("web-1"), azvm.Actual(None, leftover.nic, leftover.pip))
-    assert [(m, k) for m, k, _c in writes(p)] == [("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces"),
-                                                 ("PUT", "virtualMachines")]
+    assert [(m, k) for m, k, _c in writes(p)] == [
+        ("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces"), ("PUT", "virtualMachines")]
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
