@@ -207,17 +207,18 @@ changes:
   sample: ["create folder /etc/sshca/ca (0700)", "create host CA key /etc/sshca/ca/host_ca (ed25519)"]
 """
 
-import traceback  # noqa: E402 - Ansible modules import after their documentation
-
-from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402 - Ansible modules import after their documentation
 from ansible_collections.sshca.azure.plugins.module_utils._azure import AUTH_ARGUMENT_SPEC  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (  # noqa: E402
+    ALLOWED_KEY_SIZES,
+    CA_KEY_TYPES,
     CA_KINDS,
     CUSTODY_ARGUMENT_SPEC,
     backend_options,
     select_backend,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import CRYPTOGRAPHY  # noqa: E402
 
 
 def run(module, ca):
@@ -241,8 +242,8 @@ def main():
         "cas": {"type": "list", "elements": "str", "choices": list(CA_KINDS), "default": list(CA_KINDS)},
         "passphrase": {"type": "str", "no_log": True, "fallback": (env_fallback, ["SSHCA_CA_PASSPHRASE"])},
         "allow_unencrypted": {"type": "bool", "default": False},
-        "key_type": {"type": "str", "choices": ["ed25519", "rsa", "ecdsa"]},
-        "key_size": {"type": "int", "choices": [256, 384, 521, 3072, 4096]},
+        "key_type": {"type": "str", "choices": list(CA_KEY_TYPES)},
+        "key_size": {"type": "int", "choices": sorted({n for sizes in ALLOWED_KEY_SIZES.values() for n in sizes})},
         "hsm": {"type": "bool", "default": False},
         "backend": {"type": "str", "default": "file", "choices": ["file", "azure_keyvault"]},
     }
@@ -251,17 +252,15 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, required_if=[("backend", "azure_keyvault", ("vault_url",))],
                            supports_check_mode=True)
     params = module.params
-    kinds = tuple(kind for kind in CA_KINDS if kind in params["cas"])
-    ca = select_backend(module, params["backend"], **backend_options(
-        params, params["backend"], params["path"], kinds, params["passphrase"], params["allow_unencrypted"],
-        key_type=params["key_type"], key_size=params["key_size"], hsm=params["hsm"]))
-    try:
-        result = run(module, ca)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_ca failed: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+
+    def task():
+        kinds = tuple(kind for kind in CA_KINDS if kind in params["cas"])
+        ca = select_backend(module, params["backend"], **backend_options(
+            params, params["backend"], params["path"], kinds, params["passphrase"], params["allow_unencrypted"],
+            key_type=params["key_type"], key_size=params["key_size"], hsm=params["hsm"]))
+        return run(module, ca)
+
+    run_module(module, "ssh_ca", task, requirements=[CRYPTOGRAPHY])
 
 
 if __name__ == "__main__":

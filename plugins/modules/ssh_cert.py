@@ -251,16 +251,17 @@ audit_log:
   sample: /home/alice/.sshca/ca/issued.jsonl
 """
 
-import traceback  # noqa: E402 - Ansible modules import after their documentation
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules import after their documentation
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (  # noqa: E402
     CA_REQUIRED_IF,
     ca_argument_spec,
     certificate_from_params,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import POLICIES  # noqa: E402
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (  # noqa: E402
+    CRYPTOGRAPHY,
+    REGENERATE_OPTION,
+)
 
 
 def main():
@@ -278,7 +279,7 @@ def main():
         "key_id": {"type": "str"},
         "critical_options": {"type": "dict"},
         "extensions": {"type": "list", "elements": "str"},
-        "regenerate": {"type": "str", "default": "partial_idempotence", "choices": list(POLICIES)},
+        "regenerate": REGENERATE_OPTION,
     })
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -287,15 +288,14 @@ def main():
         required_if=CA_REQUIRED_IF,
         supports_check_mode=True,
     )
-    try:
+
+    def task():
         result = certificate_from_params(module)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_cert failed: %s" % exc, exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+        if not module._diff:
+            result.pop("diff")
+        return result
+
+    run_module(module, "ssh_cert", task, requirements=[CRYPTOGRAPHY])
 
 
 if __name__ == "__main__":
