@@ -211,6 +211,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._azure import AUTH_ARGUMENT_SPEC  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (  # noqa: E402
     ALLOWED_KEY_SIZES,
+    BACKEND_NAMES,
     CA_KEY_TYPES,
     CA_KINDS,
     CUSTODY_ARGUMENT_SPEC,
@@ -245,7 +246,7 @@ def main():
         "key_type": {"type": "str", "choices": list(CA_KEY_TYPES)},
         "key_size": {"type": "int", "choices": sorted({n for sizes in ALLOWED_KEY_SIZES.values() for n in sizes})},
         "hsm": {"type": "bool", "default": False},
-        "backend": {"type": "str", "default": "file", "choices": ["file", "azure_keyvault"]},
+        "backend": {"type": "str", "default": "file", "choices": list(BACKEND_NAMES)},
     }
     argument_spec.update(CUSTODY_ARGUMENT_SPEC)
     argument_spec.update(AUTH_ARGUMENT_SPEC)
