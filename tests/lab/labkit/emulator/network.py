@@ -276,7 +276,10 @@ class Network:
                              "ipTags": props.get("ipTags", []),
                              "resourceGuid": old.get("resourceGuid", str(uuid.uuid4()))}
         if props.get("dnsSettings"):
-            new["properties"]["dnsSettings"] = props["dnsSettings"]
+            dns = {k: v for k, v in props["dnsSettings"].items() if k != "fqdn"}  # fqdn is read-only
+            if dns.get("domainNameLabel"):  # Azure answers with the label's name in the region's zone
+                dns["fqdn"] = f"{dns['domainNameLabel']}.{new['location']}.cloudapp.azure.com"
+            new["properties"]["dnsSettings"] = dns
         if old.get("ipConfiguration"):
             new["properties"]["ipConfiguration"] = old["ipConfiguration"]
         address = old.get("ipAddress") or (self._reserve_address(new["id"]) if method == "Static" else None)
