@@ -1,10 +1,10 @@
 """Run a Molecule scenario against the lab: a private Azure emulator with a resource group and a
 subnet, the environment Azure SDK clients need, then `molecule test -s SCENARIO`.
 
-  .venv/bin/python extensions/molecule/run.py default|fleet|rollback [extra molecule args]
+  .venv/bin/python extensions/molecule/run.py fleet [extra molecule args]
 
 The emulator and every lab host it made are removed afterwards, pass or fail. Offline: no
-Galaxy (dependency disabled in each scenario), only loopback traffic.
+Galaxy (dependency disabled in config.yml, the scenarios' base), only loopback traffic.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Each host binds sshd to its own loopback address 127.0.0.N, the way a VM answers on its public
 IP. Containers carry their settings in labels, so listing and cleaning up needs no state file.
+Three kinds stand in for Azure's Ubuntu VMs (tests/lab/README.md says how they differ from it):
+bookworm/service, trixie/service, and trixie/socket (ssh.socket starts sshd, as on Ubuntu 24.04).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ LABEL = "io.sshca.lab"
 ADDRESS_POOL = [f"127.0.0.{n}" for n in range(10, 251)]
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+SSH_ACTIVATIONS = ("service", "socket")
+# Suites whose sshd takes its listening socket from systemd (LISTEN_FDS); bookworm's 9.2 does not.
+SOCKET_AWARE_SUITES = ("trixie",)
 
 # Options for a one-off login that must not be helped by any agent, config or master socket.
 SSH_BASE_OPTIONS = (
@@ -52,6 +57,13 @@ class Host:
     hostname: str
     owner: str
     container: str
+    suite: str = image.DEFAULT_SUITE
+    ssh_activation: str = "service"
+
+    @property
+    def kind(self) -> str:
+        """The host kind, e.g. `trixie/socket`."""
+        return f"{self.suite}/{self.ssh_activation}"
 
     def exec(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a command inside the host as root, bypassing SSH."""
@@ -95,6 +107,8 @@ def _host_from(entry: dict) -> Host:
         hostname=labels[f"{LABEL}.hostname"],
         owner=labels.get(f"{LABEL}.owner", ""),
         container=entry["Names"][0],
+        suite=labels.get(f"{LABEL}.suite", image.DEFAULT_SUITE),
+        ssh_activation=labels.get(f"{LABEL}.ssh-activation", "service"),
     )
 
 
@@ -121,7 +135,8 @@ def _port_open(address: str, port: int = 22) -> bool:
         return sock.connect_ex((address, port)) == 0
 
 
-def _check_inputs(name: str, address: str | None, admin_user: str, hostname: str) -> None:
+def _check_inputs(name: str, address: str | None, admin_user: str, hostname: str, suite: str,
+                  ssh_activation: str) -> None:
     if not NAME_RE.match(name):
         raise LabError(f"host name {name!r} must be 1-63 lowercase letters, digits or '-'")
     if not USER_RE.match(admin_user):
@@ -135,6 +150,13 @@ def _check_inputs(name: str, address: str | None, admin_user: str, hostname: str
             raise LabError(f"address {address!r} is not an IPv4 address") from None
         if not ip.is_loopback or ip == ipaddress.IPv4Address("127.0.0.1"):
             raise LabError(f"address {address} must be a loopback address 127.0.0.N other than 127.0.0.1")
+    if suite not in image.SUITES:
+        raise LabError(f"host {name}: suite {suite!r} is not one of {', '.join(image.SUITES)}")
+    if ssh_activation not in SSH_ACTIVATIONS:
+        raise LabError(f"host {name}: ssh activation {ssh_activation!r} is not one of {', '.join(SSH_ACTIVATIONS)}")
+    if ssh_activation == "socket" and suite not in SOCKET_AWARE_SUITES:
+        raise LabError(f"host {name}: ssh activation 'socket' needs suite {' or '.join(SOCKET_AWARE_SUITES)}: "
+                       f"{suite}'s sshd cannot take its socket from systemd")
 
 
 def start_host(
@@ -146,15 +168,18 @@ def start_host(
     hostname: str | None = None,
     owner: str = "manual",
     suite: str = image.DEFAULT_SUITE,
+    ssh_activation: str = "service",
     timeout: float = 120,
 ) -> Host:
     """Boot a host and return once its sshd answers on its address.
 
-    A leftover container of the same name (a crashed run) is replaced; an address held by
-    another lab host or by anything else listening on port 22 is refused.
+    `suite` picks the Debian image, `ssh_activation` how sshd starts: "service" (ssh.service) or
+    "socket" (ssh.socket listens and starts ssh.service for the first connection, as on Ubuntu
+    24.04; trixie only). A leftover container of the same name (a crashed run) is replaced; an
+    address held by another lab host or by anything else listening on port 22 is refused.
     """
     hostname = hostname or name
-    _check_inputs(name, address, admin_user, hostname)
+    _check_inputs(name, address, admin_user, hostname, suite, ssh_activation)
     keys = [k.strip() for k in authorized_keys if k.strip()]
     if not keys:
         raise LabError(f"host {name}: at least one authorized public key is needed")
@@ -177,11 +202,13 @@ def start_host(
         config.mkdir(parents=True, mode=0o700)
         (config / "host.env").write_text(
             f"LAB_ADMIN_USER={admin_user}\nLAB_ADDRESS={address}\nLAB_HOSTNAME={hostname}\n"
+            f"LAB_SSH_ACTIVATION={ssh_activation}\n"
         )
         (config / "authorized_keys").write_text("\n".join(keys) + "\n")
         labels = {
             LABEL: "1", f"{LABEL}.name": name, f"{LABEL}.address": address,
             f"{LABEL}.admin-user": admin_user, f"{LABEL}.hostname": hostname, f"{LABEL}.owner": owner,
+            f"{LABEL}.suite": suite, f"{LABEL}.ssh-activation": ssh_activation,
         }
         podman.run(
             "run", "--detach", "--name", container, "--systemd=always", "--network=host",
@@ -189,7 +216,7 @@ def start_host(
             *[arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")],
             ref,
         )
-    host = Host(name, address, admin_user, hostname, owner, container)
+    host = Host(name, address, admin_user, hostname, owner, container, suite, ssh_activation)
     try:
         wait_for_ssh(address, timeout=timeout)
     except LabError as err:

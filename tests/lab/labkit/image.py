@@ -1,4 +1,5 @@
-"""The lab host image: built from tests/lab/image with debootstrap, tagged by a hash of the recipe."""
+"""The lab host images, one per Debian suite: built from tests/lab/image with debootstrap, tagged by
+the suite and a hash of the recipe."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ from . import podman
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "image"
 REPOSITORY = "localhost/sshca-lab-host"
 DEFAULT_SUITE = "bookworm"
-# systemd must be PID 1 (exec form, not `sh -c`); SIGRTMIN+3 is how systemd is asked to halt.
-IMPORT_CHANGES = ('CMD ["/sbin/init"]', "STOPSIGNAL SIGRTMIN+3")
+# bookworm: OpenSSH 9.2, stands in for Ubuntu 22.04; trixie: OpenSSH 10.0, socket-activation aware.
+SUITES = ("bookworm", "trixie")
+# lab-boot prepares sshd, then execs systemd as PID 1 (exec form, not `sh -c`); SIGRTMIN+3 is how
+# systemd is asked to halt.
+# Images of other recipes kept per suite, for other checkouts on the same machine.
+KEEP_OTHER_RECIPES = 2
+IMPORT_CHANGES = ('CMD ["/usr/local/sbin/lab-boot"]', "STOPSIGNAL SIGRTMIN+3")
 
 
 def recipe_hash(suite: str = DEFAULT_SUITE) -> str:
@@ -39,10 +45,12 @@ def exists(ref: str) -> bool:
 
 def ensure(suite: str = DEFAULT_SUITE, log=sys.stderr) -> str:
     """Return the image for `suite`, building it first if this recipe has never been built."""
+    if suite not in SUITES:
+        raise podman.PodmanError(f"suite {suite!r} is not one the lab builds ({', '.join(SUITES)})")
     ref = image_ref(suite)
     if exists(ref):
         return ref
-    # Parallel test workers all want the image: one builds, the others wait for it.
+    # Parallel test workers all want the image: one builds (one suite at a time), the others wait.
     lock_dir = Path(os.environ.get("SSHCA_LAB_DIR", "/var/lib/sshca-lab"))
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / "image.lock", "w") as lock:
@@ -55,7 +63,7 @@ def ensure(suite: str = DEFAULT_SUITE, log=sys.stderr) -> str:
 def _build(suite: str, ref: str, log) -> None:
     podman.configure()
     started = time.monotonic()
-    print(f"lab: building host image {ref} with debootstrap (about a minute, once)", file=log)
+    print(f"lab: building host image {ref} with debootstrap (about a minute, once per recipe)", file=log)
     with tempfile.TemporaryDirectory(prefix="sshca-lab-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         proc = subprocess.run(
@@ -74,8 +82,10 @@ def _build(suite: str, ref: str, log) -> None:
 
 
 def _remove_stale(suite: str, keep: str) -> None:
-    """Drop images of older recipes for this suite; ones still used by a host stay."""
-    tags = podman.run("images", "--format", "{{.Repository}}:{{.Tag}}", REPOSITORY, check=False).split()
-    for tag in tags:
-        if tag != keep and tag.startswith(f"{REPOSITORY}:{suite}-"):
-            podman.run("rmi", tag, check=False)
+    """Drop images of older recipes for this suite, but the newest few: another checkout of the
+    project on this machine (a git worktree, a branch) may still boot them. Ones a host uses stay."""
+    listing = podman.run("images", "--format", "{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}", REPOSITORY, check=False)
+    older = sorted((line.split("\t") for line in listing.splitlines() if "\t" in line), reverse=True)
+    tags = [tag for _created, tag in older if tag != keep and tag.startswith(f"{REPOSITORY}:{suite}-")]
+    for tag in tags[KEEP_OTHER_RECIPES:]:
+        podman.run("rmi", tag, check=False)
