@@ -92,8 +92,8 @@ READ = {
     "pip": ["id", "location", "tags", "zones[]", "properties.ipAddress", "properties.dnsSettings.domainNameLabel",
             "properties.dnsSettings.fqdn"],
 }
-# Fields the emulator does not return yet although Azure does (reported to the lab's owner).
-EMULATOR_GAPS = {("pip", "properties.dnsSettings.fqdn")}
+# Fields the emulator does not return yet although Azure does.
+EMULATOR_GAPS = set()
 RECORDED = json.loads((Path(__file__).parent / "data" / "arm_recorded.json").read_text())
 
 
