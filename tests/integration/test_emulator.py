@@ -240,6 +240,54 @@ def test_patch_applies_identity_and_os_disk_delete_option_in_place(azure, vms):
     assert again.identity.principal_id == patched.identity.principal_id
 
 
+# --- Run Command -------------------------------------------------------------------------------
+
+def run_shell(azure: Azure, vm: str, *lines: str, parameters=()):
+    return azure.compute.virtual_machines.begin_run_command(RG, vm, cm.RunCommandInput(
+        command_id="RunShellScript", script=list(lines),
+        parameters=[cm.RunCommandInputParameter(name=f"arg{n}", value=v) for n, v in enumerate(parameters, 1)]))
+
+
+def test_run_command_runs_the_script_as_root_in_the_vm_and_answers_as_azure_does(azure, vms, emu):
+    host = next(h for h in emu.lab_hosts() if h.address == vms["vm-rfc"]["ip"])
+    since = time.time()
+    result = run_shell(azure, "vm-rfc", "cat /etc/ssh/ssh_host_ed25519_key.pub", 'id -un >&2; echo "$2|$1" >&2',
+                       "exit 3", parameters=["a b", "c"]).result()
+    host_key = host.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
+    assert host_key.startswith("ssh-ed25519 ")
+    [status] = result.value
+    assert (status.code, status.level, status.display_status) == ("ProvisioningState/succeeded", "Info",
+                                                                   "Provisioning succeeded")
+    # RunCommandLinux reports "succeeded" whatever the script's exit status.
+    assert status.message == f"Enable succeeded: \n[stdout]\n{host_key}\n[stderr]\nroot\nc|a b\n"
+    log = emu.requests(since)
+    post = next(e for e in log if e["method"] == "POST" and e["path"].endswith("/vm-rfc/runCommand"))
+    assert post["status"] == 202 and post["retry_after"] == "1"
+    assert post["run_command"]["commandId"] == "RunShellScript"
+    assert post["run_command"]["script"][0] == "cat /etc/ssh/ssh_host_ed25519_key.pub"
+    assert [e["status"] for e in log if e["op"] == "GET operations"][-1] == 200
+
+
+def test_run_command_refuses_what_azure_refuses(azure, vms, network, emu):
+    with pytest.raises(ResourceNotFoundError) as unknown:
+        azure.compute.virtual_machines.begin_run_command(RG, "vm-rfc", cm.RunCommandInput(
+            command_id="RunPowerShellScript", script=["Get-Date"]))
+    assert unknown.value.error.code == "NotFound"
+    azure.compute.virtual_machines.begin_deallocate(RG, "vm-rfc").result()
+    try:
+        view = azure.compute.virtual_machines.instance_view(RG, "vm-rfc")
+        assert "PowerState/deallocated" in [s.code for s in view.statuses]
+        assert ssh(vms["vm-rfc"]["ip"], vms["vm-rfc"]["key"], "true").returncode != 0  # the host is down
+        with pytest.raises(HttpResponseError) as deallocated:
+            run_shell(azure, "vm-rfc", "true")
+        assert deallocated.value.status_code == 409 and deallocated.value.error.code == "OperationNotAllowed"
+    finally:
+        azure.compute.virtual_machines.begin_start(RG, "vm-rfc").result()
+    assert run_shell(azure, "vm-rfc", "echo back").result().value[0].message.startswith(
+        "Enable succeeded: \n[stdout]\nback\n")
+    assert ssh(vms["vm-rfc"]["ip"], vms["vm-rfc"]["key"], "true").returncode == 0
+
+
 def test_lro_polling_follows_retry_after(azure, network, emu):
     emu.set_faults(retry_after=1, lro_seconds={"default": 0, "publicIPAddresses": 2.5})
     try:
@@ -306,6 +354,9 @@ def test_without_lab_hosts_a_vm_is_data_only(azure, network, emu):
         assert "PowerState/running" in [s.code for s in azure.compute.virtual_machines.instance_view(
             RG, "vm-data").statuses]
         assert {h.name for h in emu.lab_hosts()} == hosts_before
+        with pytest.raises(HttpResponseError) as no_agent:  # no host, so no VM agent to run a script
+            run_shell(azure, "vm-data", "true").result()
+        assert no_agent.value.error.code == "VMAgentStatusCommunicationError"
         azure.compute.virtual_machines.begin_delete(RG, "vm-data").result()
     finally:
         emu.set_faults(lab_hosts=True)

@@ -227,7 +227,7 @@ def _handler(emulator: Emulator):
 
         def _dispatch(self) -> None:
             started = time.monotonic()
-            self._status, self._headers, self._fault = 500, {}, None
+            self._status, self._headers, self._fault, self._log_extra = 500, {}, None, {}
             url = urlsplit(self.path)
             query = dict(parse_qsl(url.query, keep_blank_values=True))
             length = int(self.headers.get("Content-Length") or 0)
@@ -253,6 +253,7 @@ def _handler(emulator: Emulator):
                         op_type != "token", "fault": self._fault,
                         "retry_after": self._headers.get("Retry-After"),
                         "client_request_id": self.headers.get("x-ms-client-request-id"),
+                        **self._log_extra,
                     })
 
         do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _dispatch
@@ -367,6 +368,7 @@ def _handler(emulator: Emulator):
                         emulator.store.save()
             except ArmError as err:
                 reply = Reply(err.status, err.body())
+            self._log_extra = reply.log
             return self._send(reply.status, reply.body, {**self._limit_headers, **reply.headers})
 
         def _vault(self, parts: list[str], query: dict, raw: bytes) -> None:
