@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.sshca.azure.plugins.module_utils import _azure_rules as rules
 from ansible_collections.sshca.azure.plugins.module_utils._azure import arm_error, as_rest, is_not_found
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError, parse_public_key
 
@@ -40,18 +41,6 @@ DEFAULTS = {
     "os_disk": None,
     "tags": None,
 }
-IMAGE_PRESETS = {
-    "ubuntu2204": {"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2",
-                   "version": "latest"},
-    "ubuntu2404": {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-}
-# Azure allows 1-64 characters for a Linux VM; the name is also the host name, so no dots or underscores.
-VM_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
-# Azure refuses these admin names; it also needs a valid Linux user name.
-RESERVED_USERS = {"root", "admin", "administrator", "guest", "user", "test", "adm", "sys", "sshd", "bin", "daemon"}
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-AZURE_KEY_TYPES = ("ssh-rsa", "ssh-ed25519")  # RSA of 2048 bits or more; Azure refuses ECDSA
-DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
 # Per-VM options: the same names at the top level (defaults for every VM) and in `vms` items.
 OS_DISK_SPEC = {
@@ -105,10 +94,10 @@ class VMSpec:
 
     def __init__(self, session, resource_group, state, opts, where, given=()):
         self.name = opts.get("name")
-        self.where = where
-        if not self.name or not VM_NAME_RE.match(self.name):
-            raise VMInputError("%s: name %r must be 1-64 letters, digits or '-', starting and ending with a letter "
-                               "or digit" % (where, self.name))
+        try:
+            rules.check_vm_name(self.name, where if where == "name" else where + ".name")
+        except rules.AzureRuleError as err:
+            raise VMInputError(str(err)) from None
         self.where = "%s (%s)" % (where, self.name) if where != "name" else self.name
         self.resource_group = resource_group
         self.state = state
@@ -128,20 +117,17 @@ class VMSpec:
             self.missing.append("subnet_id (or vnet_name and subnet_name)")
         self.location = opts.get("location")
         self.size = opts["size"]
-        self.image = self._image(opts["image"])
-        self.admin_username = opts["admin_username"]
-        if not USER_RE.match(self.admin_username or "") or self.admin_username in RESERVED_USERS:
-            self._fail("admin_username %r is not allowed by Azure (a Linux user name, not one of %s)"
-                       % (self.admin_username, ", ".join(sorted(RESERVED_USERS))))
+        self.image = self._rule(rules.image_reference, opts["image"], "image")
+        self.admin_username = self._rule(rules.check_admin_username, opts["admin_username"], "admin_username")
         self.ssh_key = None
         if opts.get("ssh_public_key"):
             try:
                 self.ssh_key = parse_public_key(opts["ssh_public_key"], "%s: ssh_public_key" % self.where)
             except SSHKeyError as err:
                 raise VMInputError(str(err)) from None
-            if self.ssh_key.key_type not in AZURE_KEY_TYPES:
+            if self.ssh_key.key_type not in rules.AZURE_SSH_KEY_TYPES:
                 self._fail("ssh_public_key is %s; Azure takes only %s keys"
-                           % (self.ssh_key.key_type, " and ".join(AZURE_KEY_TYPES)))
+                           % (self.ssh_key.key_type, " and ".join(rules.AZURE_SSH_KEY_TYPES)))
         self.subnet_id = opts.get("subnet_id")
         if "subnet_id (or vnet_name and subnet_name)" in self.missing:
             self.subnet_id = None  # an update that keeps the VM's subnet
@@ -159,15 +145,14 @@ class VMSpec:
             self._fail("nsg_id %r is not a network security group resource id" % self.nsg_id)
         self.public_ip = opts["public_ip"]
         self.dns_label = opts.get("dns_label")
-        if self.dns_label is not None and not DNS_LABEL_RE.match(self.dns_label):
-            self._fail("dns_label %r must be 3-63 lowercase letters, digits or '-', starting with a letter"
-                       % self.dns_label)
+        if self.dns_label is not None:
+            self._rule(rules.check_dns_label, self.dns_label, "dns_label")
         if self.dns_label and not self.public_ip:
             self._fail("dns_label needs public_ip: true")
         self.os_disk = dict(opts.get("os_disk") or {})
         if self.os_disk.get("size_gb") is not None and not 30 <= self.os_disk["size_gb"] <= 4095:
             self._fail("os_disk.size_gb must be between 30 and 4095")
-        self.tags = {str(k): str(v) for k, v in (opts.get("tags") or {}).items()}
+        self.tags = self._rule(rules.check_tags, opts.get("tags") or {}, "tags")
         self.tags_given = opts.get("tags") is not None
         if MARKER_TAG in self.tags:
             self._fail("tag %s is reserved for the resources this module makes" % MARKER_TAG)
@@ -180,25 +165,16 @@ class VMSpec:
     def _fail(self, problem):
         raise VMInputError("%s: %s" % (self.where, problem))
 
+    def _rule(self, check, value, field):
+        """Azure's rule for one field (see _azure_rules), failing with the VM named."""
+        try:
+            return check(value, field)
+        except rules.AzureRuleError as err:
+            return self._fail(str(err))
+
     def keeps(self, option):
         """Whether an update without the creation inputs leaves this option as the VM has it."""
         return bool(self.missing) and option not in self.given
-
-    def _image(self, image):
-        if isinstance(image, str):
-            if image not in IMAGE_PRESETS:
-                self._fail("image %r is not a preset (%s) or a dict of publisher, offer, sku, version"
-                           % (image, ", ".join(sorted(IMAGE_PRESETS))))
-            return dict(IMAGE_PRESETS[image])
-        if isinstance(image, dict):
-            missing = [k for k in ("publisher", "offer", "sku") if not image.get(k)]
-            unknown = sorted(set(image) - {"publisher", "offer", "sku", "version"})
-            if missing or unknown:
-                self._fail("image needs publisher, offer, sku and optionally version (missing: %s; unknown: %s)"
-                           % (", ".join(missing) or "none", ", ".join(unknown) or "none"))
-            return {"publisher": image["publisher"], "offer": image["offer"], "sku": image["sku"],
-                    "version": str(image.get("version") or "latest")}
-        return self._fail("image must be a preset name or a dict, not %s" % type(image).__name__)
 
 
 def apply_vm_id(params):
@@ -531,6 +507,11 @@ def plan_present(session, spec, actual, network_errors):
             return plan
     after = desired_summary(spec, plan.before)
     plan.after = after
+    try:
+        rules.check_tags(after["tags"], "tags (with the VM's own)")
+    except rules.AzureRuleError as err:
+        plan.error = "%s: %s" % (spec.where, err)
+        return plan
     if not actual.vm:
         tags = after["tags"]
         # PUT is idempotent: leftovers of an interrupted run (ours, checked above) are simply rewritten.

@@ -113,6 +113,8 @@ options:
   admin_username:
     description:
       - The admin user that holds O(ssh_public_key). Not changeable in place.
+      - A Linux user name of 1-32 lowercase letters, digits, C(_) or C(-). The names Azure refuses (such as
+        C(admin), C(root), C(backup), C(test)) and the system accounts of the image are refused before any write.
       - V(azureuser) when left out, except in an update without the creation inputs, which does not compare it.
     type: str
   ssh_public_key:
@@ -174,6 +176,8 @@ options:
   tags:
     description:
       - Tags of the VM. The tag C(sshca.azure.vm) is reserved.
+      - Azure's limits are checked before any write, on the tags given and on the VM's tags after the
+        change: at most 50 tags, names of at most 512 characters without C(<>%&\?/), values of at most 256.
       - Left out in an update without the creation inputs, the VM's tags are kept, whatever O(append_tags) says.
     type: dict
   append_tags:

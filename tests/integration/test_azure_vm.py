@@ -324,8 +324,10 @@ BAD_INPUTS = [
     ("rsa 1024", "rsa1024", "is a 1024-bit RSA key; at least 2048 bits are required"),
     ("missing subnet", {"vnet_name": "vnet", "subnet_name": "nope", "subnet_id": None},
      "subnet /subscriptions/"),
-    ("unknown image", {"image": "ubuntu1804"}, "image 'ubuntu1804' is not a preset"),
-    ("bad name", {"name": "web_1"}, "name 'web_1' must be 1-64 letters"),
+    ("unknown image", {"image": "ubuntu1804"}, "image: 'ubuntu1804' is not a preset"),
+    ("bad name", {"name": "web_1"}, "name: 'web_1' must be 1-64 letters"),
+    # Azure refuses it only at the VM's PUT, after the public IP and NIC would have been made.
+    ("reserved admin", {"admin_username": "backup"}, "bad-1: admin_username: 'backup' is a name Azure reserves"),
 ]
 
 

@@ -261,13 +261,15 @@ def test_leftover_nic_of_someone_else_stops_create(ssh_key):
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"name": "bad_name!"}, "name 'bad_name!' must be"),
+    ({"name": "bad_name!"}, "^name: 'bad_name!' must be"),
     ({"name": "-web"}, "must be 1-64 letters"),
-    ({"image": "ubuntu1804"}, "image 'ubuntu1804' is not a preset"),
+    ({"image": "ubuntu1804"}, "image: 'ubuntu1804' is not a preset"),
     ({"image": {"publisher": "Canonical"}}, "missing: offer, sku"),
     ({"ssh_public_key": "ssh-ed25519 AAAA-not-base64"}, "ssh_public_key"),
     ({"subnet_id": "/subscriptions/x/hosts"}, "is not a subnet resource id"),
-    ({"admin_username": "root"}, "admin_username 'root' is not allowed"),
+    ({"admin_username": "root"}, "^web-1: admin_username: 'root' is a name Azure reserves"),
+    ({"admin_username": "backup"}, "^web-1: admin_username: 'backup' is a name Azure reserves"),
+    ({"tags": {"a/b": "x"}}, "^web-1: tags: tag name 'a/b'"),
     ({"tags": {azvm.MARKER_TAG: "x"}}, "reserved"),
     ({"dns_label": "Web_1"}, "dns_label"),
 ])
@@ -369,3 +371,11 @@ def test_vms_items_override_defaults_and_are_type_checked(ssh_key):
 ])
 def test_tag_filter_forms(given, expected):
     assert azvm.parse_tag_filter(given) == expected
+
+
+def test_tags_merged_past_azures_limit_fail_before_any_write(ssh_key):
+    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={f"old{i}": "x" for i in range(30)})
+    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={f"new{i}": "y" for i in range(30)})
+    p = plan(new, existing(old))
+    assert p.steps == []
+    assert p.error == "web-1: tags (with the VM's own): has 60 tags; Azure allows at most 50 per resource"
