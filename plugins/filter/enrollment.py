@@ -24,7 +24,7 @@ def _plain(value):
 
 
 def enroll_targets(entries, kind, admin_user="azureuser", admin_principals=("sshca-admin",), access_rules=None,
-                   accounts=None, resource_group="", vms=None, group=""):
+                   accounts=None, resource_group="", vms=None, group="", host_key_types=None):
     """sshca_fleet / sshca_hosts / an inventory group's hostvars -> the targets to enroll (dicts)."""
     if kind not in KINDS:
         raise AnsibleFilterError("enroll_targets: kind must be one of %s, not %r" % (", ".join(KINDS), kind))
@@ -34,9 +34,12 @@ def enroll_targets(entries, kind, admin_user="azureuser", admin_principals=("ssh
         if kind == "sshca_fleet":
             targets = contract.fleet_targets(_plain(entries), setup, None if vms is None else _plain(vms))
         elif kind == "sshca_hosts":
-            targets = contract.hosts_targets(_plain(entries), setup)
-        else:
-            targets = contract.group_targets(_plain(entries), setup, group or kind)
+            targets = contract.hosts_targets(_plain(entries), setup,
+                                             key_types=None if host_key_types is None else _plain(host_key_types))
+        else:  # read only the variables the contract knows: templating all of a host's would be slow
+            hostvars = {str(name): {var: _plain(entries[name][var]) for var in contract.HOSTVARS
+                                    if var in entries[name]} for name in entries}
+            targets = contract.group_targets(hostvars, setup, group or kind)
     except contract.EnrollmentError as err:
         raise AnsibleFilterError("enroll: %s" % err) from None
     return [target.as_dict() for target in targets]

@@ -146,6 +146,7 @@ class Target:
 
     def as_dict(self):
         out = asdict(self)
+        out["host_keys"] = [dict(asdict(key), certificate_path=key.certificate_path) for key in self.host_keys]
         out["vm_reference"] = self.vm_reference
         out["known_hosts"] = self.known_hosts()
         out["aliases"] = [p for p in self.principals if p not in (self.name, self.address, self.private_ip)]
@@ -381,12 +382,20 @@ def _unique_names(names):
         seen.add(name)
 
 
-def hosts_targets(entries, setup, kind="sshca_hosts"):
+def hosts_targets(entries, setup, kind="sshca_hosts", key_types=None):
+    """sshca_hosts -> targets; with key_types, only host keys of those families are kept, and a
+    host whose keys are known but none of them of those types fails."""
     targets = []
     for index, entry in enumerate(_list_of(entries, kind, "hosts")):
         where = _entry(kind, index, entry, HOST_FIELDS)
-        targets.append(_target(where, HostInput(**entry) if "name" in entry else HostInput(name=""), setup,
-                               "pending"))
+        target = _target(where, HostInput(**entry) if "name" in entry else HostInput(name=""), setup, "pending")
+        if key_types is not None and target.host_keys:
+            kept = [key for key in target.host_keys if key.family in key_types]
+            if not kept:
+                raise EnrollmentError(where, "none of its host keys (%s) is of a type to certify (%s)" % (
+                    ", ".join(key.family for key in target.host_keys), ", ".join(key_types)))
+            target.host_keys = kept
+        targets.append(target)
     _unique_names(t.name for t in targets)
     return targets
 
@@ -509,7 +518,7 @@ def target_from_dict(data):
     data = dict(data)
     for key in ("vm_reference", "known_hosts", "aliases"):
         data.pop(key, None)
-    data["host_keys"] = [HostKey(**key) for key in data.get("host_keys") or []]
+    data["host_keys"] = [HostKey(key["family"], key["key"], key["fingerprint"]) for key in data.get("host_keys") or []]
     return Target(**data)
 
 

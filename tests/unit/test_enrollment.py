@@ -82,7 +82,8 @@ def test_hosts_become_targets_with_principals_accounts_and_pinned_keys(tmp_path)
     fingerprint = subprocess.run(["ssh-keygen", "-lf", str(host_key.public)], capture_output=True, text=True,
                                  check=True).stdout.split()[1]
     assert target["host_keys"] == [{"family": "ed25519", "key": " ".join(host_key.public_text.split()[:2]),
-                                    "fingerprint": fingerprint}]
+                                    "fingerprint": fingerprint,
+                                    "certificate_path": "/etc/ssh/ssh_host_ed25519_key-cert.pub"}]
     assert target["known_hosts"] == f"web-1,20.1.2.3 {' '.join(host_key.public_text.split()[:2])}\n"
     assert target["aliases"] == ["web-1.example.net", "web"]
 
