@@ -32,6 +32,7 @@ pytestmark = pytest.mark.lab
 WINDOW = 45  # seconds of rollback window in the kill tests
 LOCKOUT_DROPIN = "/etc/ssh/sshd_config.d/10-sshca-lockout.conf"
 STATE = "/var/lib/sshca/lockout"
+HELPER = "/usr/local/sbin/sshca-lockout"
 
 
 def work_with_bootstrap(tmp_path: Path):
@@ -203,12 +204,18 @@ def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, 
     for host in (stay, reboot):
         assert host.exec("test", "-e", LOCKOUT_DROPIN, check=False).returncode == 1
         assert host.exec("test", "-e", f"{STATE}/pending", check=False).returncode == 1
+    # A confirmation that comes after the rollback is refused: the proofs were of a config that is gone.
+    late = stay.exec(HELPER, "confirm", check=False)
+    assert late.returncode == 3 and "the rollback ran before the lockout was confirmed" in late.stderr
 
     # A rerun converges to locked.
     rerun = run_playbook("enroll.yml", extra_vars, tmp_path)
     assert rerun.rc == 0, rerun.output[-4000:]
     assert all(entry["locked"] for entry in summary(rerun).values())
     assert refused(stay, bootstrap) and refused(reboot, bootstrap)
+    # And a rollback that comes after the confirmation does nothing.
+    stay.exec(HELPER, "rollback")
+    assert refused(stay, bootstrap)
 
     # Break-glass: the user CA replaced by a foreign one, the lockout confirmed (no rollback armed).
     foreign = make_keypair(tmp_path, "foreign_ca")
