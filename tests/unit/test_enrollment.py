@@ -3,14 +3,17 @@ principals, bad input refused in one line naming host and field, host keys from 
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.sshca.azure.plugins.filter.enrollment import FilterModule
 from ansible_collections.sshca.azure.plugins.module_utils import _enrollment as contract
 
-from conftest import make_keypair
+from conftest import REPO, collection_env, make_keypair
 
 FILTERS = FilterModule().filters()
 VM_ID = "/subscriptions/0000/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/web-1"
@@ -212,3 +215,29 @@ def test_a_vm_run_command_did_not_answer_for_fails_its_host():
     [target] = FILTERS["enroll_targets"]([GOOD], "sshca_hosts")
     with pytest.raises(AnsibleFilterError, match=r"^enroll: host web-1: Azure's Run Command returned no host keys"):
         FILTERS["pin_host_keys"]([target], [])
+
+
+# --- through enroll.yml: refused before anything is written -----------------------------------
+
+
+@pytest.mark.parametrize(("extra_vars", "message"), [
+    ({"sshca_fleet": [{"name": "web-1"}], "sshca_admin_user": "backup", "sshca_resource_group": "rg",
+      "sshca_subnet_id": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/s"},
+     "enroll: sshca_admin_user: 'backup' is a name Azure reserves"),
+    ({"sshca_hosts": [{"name": "web-1", "address": "127.0.0.9", "host_tags": {"a>b": "c"},
+                       "accept_new_host_keys": True}]},
+     "enroll: sshca_hosts[0] (web-1): host_tags: tag name 'a>b' must be"),
+])
+def test_enroll_yml_refuses_bad_input_before_writing_anything(tmp_path, extra_vars, message):
+    """No Azure credentials and no reachable host: any call to either would fail differently."""
+    work = tmp_path / "work"
+    variables = tmp_path / "vars.json"
+    variables.write_text(json.dumps({"sshca_work_dir": str(work), **extra_vars}))
+    env = {k: v for k, v in collection_env().items() if not k.startswith("AZURE_")}
+    playbook = [str(Path(sys.executable).parent / "ansible-playbook"), str(REPO / "playbooks" / "enroll.yml")]
+    proc = subprocess.run([*playbook, "-e", f"@{variables}"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          check=False)
+    assert proc.returncode != 0
+    [line] = [line for line in (proc.stdout + proc.stderr).splitlines() if '"msg":' in line]
+    assert message in line, line
+    assert not work.exists()
