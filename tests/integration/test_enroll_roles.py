@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ansible_collections.sshca.azure.plugins.module_utils import _enrollment as contract
 from test_azure_vm import LOCATION
 
 from conftest import REPO, collection_env, make_keypair
@@ -71,6 +72,21 @@ def user_cert(work: Path, name: str, principals: list[str]) -> Path:
     return key
 
 
+def host_keys(host) -> list[str]:
+    """The host's public host keys, read out of band (what an operator pins as host_keys)."""
+    return host.exec("sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").stdout.splitlines()
+
+
+def served_principals(address: str) -> list[str]:
+    """The principals of the host certificate sshd serves, as `ssh-keyscan -c | ssh-keygen -L` shows them."""
+    scan = subprocess.run(["ssh-keyscan", "-c", "-t", "ed25519", address], capture_output=True, text=True,
+                          check=True).stdout
+    shown = subprocess.run(["ssh-keygen", "-L", "-f", "-"], input=scan, capture_output=True, text=True,
+                           check=True).stdout
+    block = shown.split("Principals:", 1)[1].split("Critical Options:", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
 RULES = [
     {"principal": "grp:noob", "accounts": ["azureuser"], "host_tags": {"role": "noob"}},
     {"principal": "grp:platform", "accounts": ["azureuser", "ops"], "host_tags": {}},
@@ -88,11 +104,13 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     key = work / "bootstrap" / "id_rsa"
     key.chmod(0o600)
     host = lab_host_factory([bootstrap.public_text], hostname="noob-1")
-    extra = {"sshca_work_dir": str(work), "sshca_access_rules": RULES, "sshca_accounts": [{"name": "ops"}],
-             "sshca_hosts": [{"name": "noob-1", "address": host.address, "private_ip": "10.0.1.4",
-                              "host_tags": {"role": "noob"}}]}
+    fqdn, extra = "noob-1.westeurope.cloudapp.azure.com", ["noob.example.net"]
+    extra_vars = {"sshca_work_dir": str(work), "sshca_access_rules": RULES, "sshca_accounts": [{"name": "ops"}],
+                  "sshca_hosts": [{"name": "noob-1", "address": host.address, "private_ip": "10.0.1.4",
+                                   "fqdn": fqdn, "extra_principals": extra, "host_tags": {"role": "noob"},
+                                   "host_keys": host_keys(host)}]}
 
-    check = run_playbook("enroll.yml", extra, tmp_path, check=True)
+    check = run_playbook("enroll.yml", extra_vars, tmp_path, check=True)
     assert check.rc == 0, check.output[-4000:]
     assert check.changed("localhost") > 0
     assert '"would_enroll": true' in check.output
@@ -100,22 +118,35 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     assert login(host, key).returncode == 0, "check mode must leave the bootstrap key working"
     assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-enroll.conf", check=False).returncode == 1
 
-    apply = run_playbook("enroll.yml", extra, tmp_path)
+    apply = run_playbook("enroll.yml", extra_vars, tmp_path)
     assert apply.rc == 0, apply.output[-4000:]
     assert apply.changed("noob-1") > 0
     assert '"connected_with": "bootstrap key"' in apply.output
+    assert '"host_keys": "pinned from host_keys"' in apply.output
     assert PASSPHRASE not in apply.output
 
+    # Principals from the operator, in the contract's (and Terraform's) order, as sshd serves them.
+    assert served_principals(host.address) == contract.host_principals("noob-1", host.address, "10.0.1.4", fqdn,
+                                                                       extra)
     refused = login(host, key)
     assert refused.returncode == 255 and "Permission denied (publickey)." in refused.stderr
+    # The bootstrap key left authorized_keys; a copy waits for break-glass.
+    assert host.exec("grep", "-c", bootstrap.public_text.split()[1], "/home/azureuser/.ssh/authorized_keys",
+                     check=False).stdout.strip() == "0"
+    assert bootstrap.public_text.split()[1] in host.exec("cat", "/var/lib/sshca/lockout/removed_keys").stdout
     known_hosts = work / "known_hosts"
     admin = login(host, work / "admin" / "id_ed25519", "sudo", "-n", "id", "-un", known_hosts=known_hosts)
     assert admin.returncode == 0, admin.stderr
     assert admin.stdout.strip() == "root"
     # The host certificate answers for the name and the address: no trust on first use.
     assert "@cert-authority noob-1," in known_hosts.read_text()
-    effective = host.exec("sshd", "-T").stdout.splitlines()
-    assert "authorizedkeysfile none" in effective and "loglevel VERBOSE" in effective
+    effective = host.exec("sshd", "-T", "-C", "user=azureuser").stdout.splitlines()
+    for setting in ("authorizedkeysfile none", "authorizedkeyscommand none", "permitrootlogin no",
+                    "passwordauthentication no", "loglevel VERBOSE", "revokedkeys /etc/ssh/sshca/revoked_keys"):
+        assert setting in effective, setting
+    # The KRL enrollment installs is a real, empty one, and sshd takes logins with it (above, below).
+    krl = host.exec("ssh-keygen", "-Q", "-f", "/etc/ssh/sshca/revoked_keys", "/etc/ssh/ssh_host_ed25519_key.pub")
+    assert krl.stdout.strip().endswith(": ok")
 
     noob = user_cert(work, "noob", ["grp:noob"])
     web = user_cert(work, "web", ["grp:web"])
@@ -129,57 +160,16 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     assert re.search(r"Accepted publickey for azureuser .* ID noob \(serial \d+\)", journal)
 
     serial = host.exec("ssh-keygen", "-Lf", "/etc/ssh/ssh_host_ed25519_key-cert.pub").stdout
-    check_again = run_playbook("enroll.yml", extra, tmp_path, check=True)
+    check_again = run_playbook("enroll.yml", extra_vars, tmp_path, check=True)
     assert check_again.rc == 0, check_again.output[-4000:]
     assert check_again.changed("noob-1") == 0
-    again = run_playbook("enroll.yml", extra, tmp_path, extra_args=("-vvv",))
+    again = run_playbook("enroll.yml", extra_vars, tmp_path, extra_args=("-vvv",))
     assert again.rc == 0, again.output[-4000:]
     assert PASSPHRASE not in again.output
     assert again.changed("noob-1") == 0
     assert again.changed("localhost") == 0
     assert '"connected_with": "certificate"' in again.output
     assert host.exec("ssh-keygen", "-Lf", "/etc/ssh/ssh_host_ed25519_key-cert.pub").stdout == serial
-
-
-def test_failed_proof_rolls_back_and_names_what_was_refused(lab_host_factory, tmp_path):
-    """The host trusts a user CA the controller's certificate is not signed by."""
-    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
-    admin = make_keypair(tmp_path, "admin")
-    other_ca = make_keypair(tmp_path, "other_ca")
-    our_ca = make_keypair(tmp_path, "our_ca")
-    subprocess.run(["ssh-keygen", "-q", "-s", str(our_ca.private), "-I", "admin", "-n", "sshca-admin",
-                    "-V", "-5m:+1h", str(admin.public)], check=True)
-    host = lab_host_factory([bootstrap.public_text])
-    host.exec("sh", "-c", "mkdir -p /etc/ssh/sshca/principals && echo sshca-admin > /etc/ssh/sshca/principals/azureuser"
-              f" && echo '{other_ca.public_text.strip()}' > /etc/ssh/sshca/user_ca.pub"
-              " && printf 'TrustedUserCAKeys /etc/ssh/sshca/user_ca.pub\\nAuthorizedPrincipalsFile"
-              " /etc/ssh/sshca/principals/%u\\n' > /etc/ssh/sshd_config.d/10-sshca-enroll.conf"
-              " && systemctl reload ssh")
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(json.dumps({"all": {"hosts": {"h1": {
-        "ansible_host": host.address, "ansible_user": "azureuser",
-        "ansible_ssh_private_key_file": str(admin.private),
-        "ansible_ssh_common_args": f"-o IdentitiesOnly=yes -o IdentityFile={bootstrap.private}"
-                                   " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-        "ansible_python_interpreter": "auto_silent"}}}}))
-    playbook = tmp_path / "lockout.yml"
-    playbook.write_text(
-        "- hosts: all\n  gather_facts: false\n  become: true\n  roles:\n"
-        "    - role: sshca.azure.key_lockout\n"
-        f"      key_lockout_certificate_key: {admin.private}\n"
-        f"      key_lockout_bootstrap_key: {bootstrap.private}\n"
-        "      key_lockout_rollback_seconds: 30\n")
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                           str(playbook)], capture_output=True, text=True, env=collection_env(), cwd=tmp_path,
-                          timeout=300, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert re.search(r"the certificate login as azureuser@\S+ was refused \(azureuser@\S+: Permission denied "
-                     r"\(publickey\)\.\); rolled back", out), out[-3000:]
-    assert login(host, bootstrap.private).returncode == 0
-    assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-lockout.conf", check=False).returncode == 1
-    timers = host.exec("systemctl", "list-timers", "--all", "--no-legend").stdout
-    assert "sshca-lockout-rollback" not in timers
 
 
 def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_path):
@@ -190,7 +180,7 @@ def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_p
     host.exec("sed", "-i", "/^Include/d", "/etc/ssh/sshd_config")
     run = run_playbook("enroll.yml", {
         "sshca_work_dir": str(work), "sshca_bootstrap_key_path": str(bootstrap.private),
-        "sshca_hosts": [{"name": "plain", "address": host.address}]}, tmp_path)
+        "sshca_hosts": [{"name": "plain", "address": host.address, "accept_new_host_keys": True}]}, tmp_path)
     assert run.rc != 0
     assert "/etc/ssh/sshd_config does not Include /etc/ssh/sshd_config.d" in run.output
     assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-enroll.conf", check=False).returncode == 1
@@ -222,8 +212,20 @@ def azure(tmp_path_factory):
 
 
 def arm_writes(emu, since: float) -> list[str]:
+    """ARM writes that change resources (Run Command reads host keys, it changes nothing)."""
     return [f"{r['method']} {r['path']}" for r in emu.requests(since)
-            if r.get("write") and r["path"].startswith("/subscriptions/")]
+            if r.get("write") and r["path"].startswith("/subscriptions/") and not r["path"].endswith("/runCommand")]
+
+
+def run_commands(emu, since: float) -> list[tuple[float, str]]:
+    """(time, VM name) of every Run Command call since `since`."""
+    return [(r["t"], r["path"].split("/")[-2]) for r in emu.requests(since) if r["path"].endswith("/runCommand")]
+
+
+def first_login(host, since: float) -> float:
+    """When sshd on the host first accepted a login after `since` (epoch seconds)."""
+    lines = host.exec("journalctl", "-u", "ssh", "-o", "short-unix", "--no-pager", "--since", f"@{int(since)}").stdout
+    return min(float(line.split()[0]) for line in lines.splitlines() if "Accepted publickey" in line)
 
 
 def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab_host_factory, ansible_module,
@@ -250,8 +252,18 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     extra = {"sshca_work_dir": str(work), "sshca_access_rules": RULES,
              "sshca_hosts": [{"name": "tagged-vm", "address": vm["public_ip"], "private_ip": vm["private_ip"],
                               "host_tags": {"role": "noob"}, "vm_id": vm["id"]}]}
+    since = time.time()
     apply = run_playbook("enroll.yml", extra, tmp_path)
     assert apply.rc == 0, apply.output[-4000:]
+    # The host keys came through Azure, before the first SSH login, and exactly those were signed.
+    [vm_host] = [h for h in emu.lab_hosts() if h.address == vm["public_ip"]]
+    [(asked, name)] = run_commands(emu, since)
+    assert name == "tagged-vm" and asked < first_login(vm_host, since)
+    assert '"host_keys": "pinned from Azure Run Command"' in apply.output
+    pinned = (work / "pinned" / "tagged-vm").read_text().splitlines()
+    assert sorted(line.split(None, 1)[1] for line in pinned) == sorted(
+        " ".join(key.split()[:2]) for key in host_keys(vm_host))
+    assert served_principals(vm["public_ip"]) == ["tagged-vm", vm["public_ip"], vm["private_ip"]]
     serial, after, before = host_cert_facts(work / "hosts" / "tagged-vm" / "ssh_host_ed25519_key-cert.pub")
     assert vm_tags() == {"owner": "team-a", "role": "noob", "sshca-enrolled": after,
                          "sshca-host-cert-serial": serial, "sshca-host-cert-expires": before}
@@ -269,13 +281,15 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     inventory.write_text(json.dumps({"enroll_me": {"hosts": {
         "tagged-vm": {"ansible_host": vm["public_ip"], "sshca_private_ip": vm["private_ip"],
                       "sshca_host_tags": {"role": "noob", "team": "blue"}, "sshca_vm_name": "tagged-vm"},
-        "plain-1": {"ansible_host": plain.address, "sshca_host_tags": {"role": "web"}}}}}))
+        "plain-1": {"ansible_host": plain.address, "sshca_host_tags": {"role": "web"},
+                    "sshca_host_keys": host_keys(plain)}}}}))
     group = {"sshca_work_dir": str(work), "sshca_access_rules": RULES, "sshca_hosts_group": "enroll_me",
              "sshca_resource_group": "rg-enroll"}
     since = time.time()
     run = run_playbook("enroll.yml", group, tmp_path, extra_args=("-i", str(inventory)))
     assert run.rc == 0, run.output[-4000:]
     assert [w.split()[0] + " " + w.rsplit("/", 1)[-1] for w in arm_writes(emu, since)] == ["PATCH tagged-vm"]
+    assert [name for _, name in run_commands(emu, since)] == ["tagged-vm"]  # plain-1's keys were given
     assert vm_tags() == {"owner": "team-a", "role": "noob", "team": "blue", "sshca-enrolled": after,
                          "sshca-host-cert-serial": serial, "sshca-host-cert-expires": before}
     assert ('"vm_tags": "not recorded: no VM reference (vm_id, or vm_name with a resource group)"'

@@ -9,6 +9,7 @@ import importlib.util
 import re
 
 import pytest
+from ansible_collections.sshca.azure.plugins.module_utils import _enrollment as contract
 from terraform_tree import (
     EXAMPLES,
     MODULES,
@@ -232,7 +233,9 @@ AGREED_ENROLL_VARS = {
     "sshca_access_rules",
     "sshca_resource_group",
 }
-AGREED_HOST_KEYS = {"name", "address", "private_ip", "host_tags", "vm_id"}
+# What enrollment needs from Terraform: the fields host principals and access rules are made
+# from, and the VM id through which Azure's Run Command pins the host keys.
+NEEDED_HOST_KEYS = {"name", "address", "private_ip", "fqdn", "extra_principals", "host_tags", "vm_id"}
 
 
 def test_enrolled_vm_passes_enroll_yml_its_agreed_inputs():
@@ -241,7 +244,10 @@ def test_enrolled_vm_passes_enroll_yml_its_agreed_inputs():
     extra_vars = local_values["enroll_extra_vars"]
     assert set(extra_vars) >= AGREED_ENROLL_VARS
     assert not any(re.search("passphrase|password|secret", key) for key in extra_vars), "a secret in the extra vars"
-    assert set(local_values["sshca_host"]) >= AGREED_HOST_KEYS
+    host = set(local_values["sshca_host"])
+    unknown = sorted(host - set(contract.HOST_FIELDS))
+    assert not unknown, f"sshca_host passes {unknown}, which enroll.yml refuses (not HostInput fields)"
+    assert host >= NEEDED_HOST_KEYS, f"sshca_host lacks {sorted(NEEDED_HOST_KEYS - host)}"
     assert extra_vars["sshca_hosts"] == ["${local.sshca_host}"], "enroll must be limited to this VM"
     (enrollment,) = [body for rtype, _, body in tree.resources() if rtype == "terraform_data"]
     # The extra vars are the triggers: any input change re-runs enrollment.

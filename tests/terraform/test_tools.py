@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from terraform_tree import EXAMPLES, MODULES, REPO, TERRAFORM
+from ansible_collections.sshca.azure.plugins.module_utils._enrollment import host_principals
+from terraform_tree import EXAMPLES, MODULES, REPO, TERRAFORM, load, unquote
 
 TERRAFORM_BIN = shutil.which("terraform")
 needs_terraform = pytest.mark.skipif(
@@ -274,3 +276,47 @@ def test_checkov_skips_are_inline_with_reasons():
                 assert line.strip().startswith("#checkov:skip=CKV"), f"{tf}: {line.strip()}"
                 _, _, reason = line.partition("=")[2].partition(":")
                 assert len(reason.split()) >= 5, f"{tf}: skip without a reason: {line.strip()}"
+
+
+# --- the enrollment contract's host principals, evaluated by terraform ----------------------------
+# enrolled_vm's `host_certificate_principals` must list what enroll.yml signs (what `ssh-keyscan -c`
+# then shows): its expression, taken from main.tf with the resource attributes it reads turned into
+# variables, is evaluated by terraform and compared with the contract's host_principals().
+
+PRINCIPAL_INPUTS = {
+    "azurerm_linux_virtual_machine.this.name": "name",
+    "local.enroll_address": "address",
+    "local.private_ip_address": "private_ip",
+    "local.fqdn": "fqdn",
+    "var.extra_principals": "extra_principals",
+}
+PRINCIPAL_CASES = [
+    ("web-1", "20.1.2.3", "10.0.1.4", "web-one.westeurope.cloudapp.azure.com", ["web.example.com"]),
+    ("web-2", "20.1.2.4", "10.0.1.5", None, []),
+    ("db-1", "10.0.1.6", "10.0.1.6", None, ["db.internal", "10.0.1.6"]),  # no public IP
+]
+
+
+@needs_terraform
+def test_terraform_host_certificate_principals_equal_the_contracts(tmp_path):
+    expression = unquote(load(TERRAFORM / "modules" / "enrolled_vm").locals()["host_certificate_principals"])
+    used = set(re.findall(r"\b(?:azurerm_\w+\.\w+\.\w+|local\.\w+|var\.\w+)", expression))
+    assert used <= set(PRINCIPAL_INPUTS), f"the expression reads {sorted(used - set(PRINCIPAL_INPUTS))} as well"
+    for reference, variable in PRINCIPAL_INPUTS.items():
+        expression = expression.replace(reference, f"var.{variable}")
+    config = "".join(f'variable "{name}" {{\n  type = {kind}\n  default = null\n}}\n' for name, kind in (
+        ("name", "string"), ("address", "string"), ("private_ip", "string"), ("fqdn", "string"),
+        ("extra_principals", "list(string)")))
+    config += f"output \"principals\" {{\n  value = {expression}\n}}\n"
+    for index, (name, address, private_ip, fqdn, extra) in enumerate(PRINCIPAL_CASES):
+        workdir = tmp_path / f"case{index}"
+        workdir.mkdir()
+        (workdir / "main.tf").write_text(config)
+        (workdir / "case.tfvars.json").write_text(json.dumps(
+            {"name": name, "address": address, "private_ip": private_ip, "fqdn": fqdn, "extra_principals": extra}))
+        env = terraform_env(tmp_path, [])
+        applied = run_terraform(["apply", "-auto-approve", "-input=false", "-lock=false", "-state=out.tfstate",
+                                 "-var-file=case.tfvars.json"], workdir, env)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        shown = run_terraform(["output", "-json", "-state=out.tfstate", "principals"], workdir, env)
+        assert json.loads(shown.stdout) == host_principals(name, address, private_ip, fqdn or "", extra)

@@ -11,21 +11,26 @@ locals {
   # Enrollment connects where the operator can reach the VM: its public IP, else its private IP.
   enroll_address = coalesce(local.public_ip_address, local.private_ip_address)
 
-  # What enroll.yml signs into the host certificate, in its order: hostname, FQDN, public IP,
-  # private IP, extras. Clients may then reach the host by any of these names without a prompt.
+  # What enroll.yml signs into the host certificate, in the order of its enrollment contract
+  # (plugins/module_utils/_enrollment.py, host_principals): VM name, the address enrollment
+  # connects to, private IP, FQDN, extras. Names the operator and Azure give, never what the host
+  # says about itself; clients may reach the host by any of them without a prompt.
   host_certificate_principals = distinct(compact(concat(
-    [azurerm_linux_virtual_machine.this.computer_name, local.fqdn, local.public_ip_address, local.private_ip_address],
+    [azurerm_linux_virtual_machine.this.name, local.enroll_address, local.private_ip_address, local.fqdn],
     var.extra_principals,
   )))
 
-  # One entry of enroll.yml's `sshca_hosts`: enroll this existing VM instead of creating one.
+  # One entry of enroll.yml's `sshca_hosts`: enroll this existing VM instead of creating one. Its
+  # keys are fields of the contract's HostInput (tests/terraform checks them against it); the VM id
+  # lets enrollment read the host keys through Azure's Run Command before its first SSH connection.
   sshca_host = {
-    name       = azurerm_linux_virtual_machine.this.name
-    address    = local.enroll_address
-    private_ip = local.private_ip_address
-    host_tags  = var.host_tags
-    vm_id      = azurerm_linux_virtual_machine.this.id
-    principals = local.host_certificate_principals
+    name             = azurerm_linux_virtual_machine.this.name
+    address          = local.enroll_address
+    private_ip       = local.private_ip_address
+    fqdn             = local.fqdn
+    extra_principals = var.extra_principals
+    host_tags        = var.host_tags
+    vm_id            = azurerm_linux_virtual_machine.this.id
   }
 
   # Extra vars for enroll.yml. Every value here is a trigger: change one and enrollment re-runs.
@@ -69,6 +74,7 @@ resource "azurerm_network_interface" "this" {
 }
 
 resource "azurerm_linux_virtual_machine" "this" {
+  #checkov:skip=CKV_AZURE_50:Enrollment reads the SSH host keys through Azure's Run Command (an extension operation) to pin them before the first SSH connection; extension_operations_enabled = false turns it off.
   name                            = var.name
   resource_group_name             = var.resource_group_name
   location                        = var.location

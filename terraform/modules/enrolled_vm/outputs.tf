@@ -29,7 +29,7 @@ output "private_ip_address" {
 }
 
 output "host_certificate_principals" {
-  description = "Names the host certificate is signed for: hostname, FQDN, public IP, private IP and `extra_principals`. Clients that trust the host CA can reach the VM by any of them without a prompt."
+  description = "Names the host certificate is signed for, in order: VM name, the address enrollment connects to (public IP, else private IP), private IP, FQDN and `extra_principals`; what `ssh-keyscan -c` shows. Clients that trust the host CA can reach the VM by any of them without a prompt."
   value       = local.host_certificate_principals
 }
 

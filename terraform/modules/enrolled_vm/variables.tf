@@ -279,7 +279,7 @@ variable "ansible_environment" {
 
 variable "extension_operations_enabled" {
   type        = bool
-  description = "Allow VM extensions. Enrollment needs none, so they are off unless you need one (e.g. a monitoring agent)."
-  default     = false
+  description = "Allow VM extension operations. Enrollment reads the VM's SSH host keys through Azure's Run Command, which runs as an extension; with false, enrollment cannot pin them and the VM needs `host_keys` given to enroll.yml by other means."
+  default     = true
   nullable    = false
 }
