@@ -97,12 +97,14 @@ printf 'AuthorizedKeysCommand /usr/local/bin/keys %%u\\nAuthorizedKeysCommandUse
 > /etc/ssh/sshd_config.d/05-entra.conf
 printf 'Match User azureuser\\n    AuthorizedKeysFile .ssh/authorized_keys\\n' >> /etc/ssh/sshd_config
 systemctl reload ssh""")
+    hosts.wait_for_ssh(keycmd.address)  # a reloaded sshd re-executes: a moment without a listener
     assert login(keycmd, attacker.private).returncode == 0, "the AuthorizedKeysCommand must admit keys at first"
 
     # match-first: a Match block in a drop-in that sorts before ours reopens authorized_keys.
     matchfirst = lab_host_factory([bootstrap_public], hostname="match-first")
     matchfirst.exec("sh", "-c", "printf 'Match User azureuser\\n    AuthorizedKeysFile .ssh/authorized_keys\\n' "
                                 "> /etc/ssh/sshd_config.d/01-legacy.conf && systemctl reload ssh")
+    hosts.wait_for_ssh(matchfirst.address)
 
     run = run_playbook("enroll.yml", {
         "sshca_work_dir": str(work), "sshca_rollback_seconds": 30,
