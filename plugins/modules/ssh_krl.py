@@ -74,7 +74,8 @@ options:
         description: A file holding such a public key.
         type: path
       certificate:
-        description: A certificate (OpenSSH line); revoked by its serial under its signing CA (by key id if the serial is 0).
+        description:
+          - A certificate (OpenSSH line); revoked by its serial under its signing CA (by key id if the serial is 0).
         type: str
       certificate_path:
         description: A file holding such a certificate.

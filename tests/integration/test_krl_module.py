@@ -24,7 +24,7 @@ def test_ssh_krl_module(ansible_module, tmp_path):
             "revoked": [{"serial": signed.result["serial"], "ca": "user", "reason": "laptop stolen"}]}
 
     runs = four_runs(ansible_module, "ssh_krl", args, diff=True)
-    assert "serial %d of user CA (alice@example, laptop stolen" % signed.result["serial"] in runs[0].output
+    assert f"serial {signed.result['serial']} of user CA (alice@example, laptop stolen" in runs[0].output
     assert runs[1].result["count"] == 1
     query = subprocess.run(["ssh-keygen", "-Q", "-f", str(krl), str(cert)], capture_output=True, text=True,
                            check=False)

@@ -79,7 +79,7 @@ def test_check_apply_idempotent_with_every_kind_of_entry(world):
     for subject in (alice, bob, host, lost.public):
         assert revoked_by(world.krl, subject), subject
     assert not revoked_by(world.krl, carol)
-    assert "serial %d of user CA (alice, laptop stolen" % alice_serial in apply["diff"]["after"]
+    assert f"serial {alice_serial} of user CA (alice, laptop stolen" in apply["diff"]["after"]
 
     for check in (True, False):
         again = world.run(check=check, revoked=revoked)
@@ -110,8 +110,8 @@ def test_updates_add_and_remove_one_entry_and_never_drop_one_silently(world):
     removed = world.run(state="absent", revoked=[{"serial": alice_serial, "ca": "user"}])
     assert [e["value"] for e in removed["removed"]] == [alice_serial]
     assert not revoked_by(world.krl, alice) and revoked_by(world.krl, bob)
-    assert "serial %d" % alice_serial in removed["diff"]["before"]
-    assert "serial %d" % alice_serial not in removed["diff"]["after"]
+    assert f"serial {alice_serial}" in removed["diff"]["before"]
+    assert f"serial {alice_serial}" not in removed["diff"]["after"]
 
     exact = world.run(exclusive=True, revoked=[{"certificate_path": str(alice)}])
     assert exact["count"] == 1 and len(exact["removed"]) == 2
@@ -163,10 +163,10 @@ def bad_cases(world: World) -> dict[str, tuple[dict, str]]:
     unreadable.mkdir()  # unreadable as a file, even for root
     return {
         "unknown serial": ({"revoked": [{"serial": serial + 1, "ca": "user"}]},
-                           r"^revoked\[0\]\.serial: %d was not issued by CA SHA256:\S+ \(looked in .*issued\.jsonl\); "
-                           r"check the number$" % (serial + 1)),
+                           rf"^revoked\[0\]\.serial: {serial + 1} was not issued by CA SHA256:\S+ \(looked in "
+                           r".*issued\.jsonl\); check the number$"),
         "host serial under the user CA": ({"revoked": [{"serial": serial, "ca": "host"}]},
-                                          r"^revoked\[0\]\.serial: %d was not issued by CA" % serial),
+                                          rf"^revoked\[0\]\.serial: {serial} was not issued by CA"),
         "missing key file": ({"revoked": [{"serial": serial, "ca": "user"}, {"public_key_path": "/nonexistent.pub"}]},
                              r"^revoked\[1\]\.public_key_path: cannot read /nonexistent\.pub: No such file"),
         "unreadable key file": ({"revoked": [{"public_key_path": str(unreadable)}]},
