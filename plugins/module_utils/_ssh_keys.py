@@ -524,6 +524,35 @@ def atomic_write(path, data, mode=0o600):
         os.close(dir_fd)
 
 
+def atomic_create(path, data, mode=0o600):
+    """Like atomic_write, but only if `path` does not exist yet: False (nothing written) when it does.
+
+    Parallel runs making the same key race; the first one's key wins and the others use it.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(handle, mode)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            os.link(tmp, path)  # unlike rename, never replaces what another run put there
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(tmp)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return True
+
+
 # --- a keypair on disk (ssh_keypair) ----------------------------------------------------------
 
 KEYPAIR_POLICIES = ("never", "fail", "partial_idempotence", "full_idempotence", "always")
@@ -631,7 +660,14 @@ class KeypairFiles:
     def apply(self, plan):
         """Carry out `plan`; returns the public key now on disk."""
         action = plan["key"]
-        if action in ("create", "regenerate"):
+        if action == "create":
+            key = generate_private_key(self.key_type, self.size, source="type")
+            if not atomic_create(self.path, private_key_to_openssh(key, self.passphrase), 0o600):
+                key, problem = self._read_existing()  # a parallel run made it first: use that one
+                if key is None:
+                    raise SSHKeyError(self.path, "was made meanwhile by another run and cannot be used (%s)"
+                                      % getattr(problem, "problem", problem))
+        elif action == "regenerate":
             key = generate_private_key(self.key_type, self.size, source="type")
             atomic_write(self.path, private_key_to_openssh(key, self.passphrase), 0o600)
         elif action == "encrypt":
