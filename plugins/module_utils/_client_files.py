@@ -95,7 +95,7 @@ class Entries:
     """Named entries of one block, plus lines that are no entry of ours (kept as they are)."""
 
     def __init__(self):
-        self.named = {}  # name -> (addresses, [lines])
+        self.named = {}  # name -> (addresses, first one the address ssh connects to; [lines])
         self.other = []
 
     def claimants(self, entry):
@@ -112,7 +112,7 @@ def parse_known_hosts(inside, block):
         words = line.split()
         if line.startswith("@cert-authority ") and match and len(words) >= 4:
             name = match.group(1)
-            found.named[name] = ({p for p in words[1].split(",") if p != name}, [line])
+            found.named[name] = ([p for p in words[1].split(",") if p != name], [line])
         elif line.strip():
             found.other.append(line)
     return found
@@ -124,7 +124,7 @@ def parse_ssh_config(inside, block):
     for line in inside or []:
         if line.startswith("# " + block + ":"):
             name = line[len("# " + block + ":"):].strip()
-            found.named[name] = (set(), [line])
+            found.named[name] = ([], [line])
             continue
         if name is None:
             if line.strip() and not line.startswith("# Ansible managed"):
@@ -133,7 +133,7 @@ def parse_ssh_config(inside, block):
         addresses, lines = found.named[name]
         words = line.split()
         if len(words) == 2 and words[0].lower() == "hostname":
-            addresses = {words[1]}
+            addresses = [words[1]]
         found.named[name] = (addresses, [*lines, line])
     return found
 
@@ -216,7 +216,7 @@ def plan_file(plan, block, hosts, state):
         for name in gone:
             del entries.named[name]
         if state == "present":
-            entries.named[entry.name] = ({entry.address}, plan.make_entry(entry))
+            entries.named[entry.name] = ([entry.address] if entry.address else [], plan.make_entry(entry))
     for name in sorted(set(old) | set(entries.named)):
         if name not in entries.named:
             plan.removed.append(name)
@@ -225,6 +225,7 @@ def plan_file(plan, block, hosts, state):
         elif old[name] != entries.named[name][1]:
             plan.updated.append(name)
     plan.names = sorted(entries.named)
+    plan.entries = [{"name": name, "address": (entries.named[name][0] or [name])[0]} for name in plan.names]
     plan.before = "\n".join(inside or []) + ("\n" if inside else "")
     new_inside = render(entries)
     plan.after = "\n".join(new_inside) + ("\n" if new_inside else "")
@@ -247,7 +248,7 @@ def client_hosts_task(params, check_mode):
         aliases = item.get("aliases") or []
         if not isinstance(aliases, list):
             raise ClientFilesError(where + ".aliases", "must be a list of names or addresses")
-        entry = HostEntry(item.get("name"), item.get("address"), [item.get("private_ip")] + aliases,
+        entry = HostEntry(item.get("name"), item.get("address"), [item.get("private_ip"), *aliases],
                           item.get("user"), where)
         if entry.name in seen:
             raise ClientFilesError(where + ".name", "%s is listed twice (also %s)" % (entry.name, seen[entry.name]))
@@ -289,7 +290,8 @@ def client_hosts_task(params, check_mode):
             for plan in changed:
                 atomic_write(plan.path, plan.new_text, _mode(plan.path))
 
-    result = {"changed": bool(changed), "diff": [], "hosts": plans[0].names}
+    # The ssh_config knows each address for sure (HostName); known_hosts has it second in its patterns.
+    result = {"changed": bool(changed), "diff": [], "hosts": plans[0].names, "entries": plans[-1].entries}
     for plan in plans:
         key = "known_hosts" if plan.option == "known_hosts_path" else "ssh_config"
         result[key] = {"path": plan.path, "added": plan.added, "updated": plan.updated, "removed": plan.removed}

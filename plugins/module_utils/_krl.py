@@ -320,21 +320,31 @@ def resolve(items, cas_by_name):
             note = dict(note, public_key=key.openssh_no_comment())
             requests.append(Request(("key", "", key.fingerprint()), note, subject=key.openssh_no_comment(),
                                     where=source))
+        elif name == "certificate":
+            requests.append(_certificate_request(item[name], where + ".certificate", note))
         else:
-            source = where + "." + name
-            data = item[name] if name == "certificate" else _read_file(item[name], source)
-            try:
-                cert = read_certificate(data, source if name == "certificate" else "%s (%s)" % (source, item[name]))
-            except CertificateError as exc:
-                raise KRLError(str(exc)) from None
-            note = dict(note, key_id=cert.key_id, type=cert.cert_type, principals=list(cert.principals),
-                        valid_before=format_time(cert.valid_before))
-            ca = cert.signing_ca
-            # As ssh-keygen -k does: by serial, or by key id when the serial is 0.
-            entry = ("serial", ca.fingerprint(), cert.serial) if cert.serial else ("key_id", ca.fingerprint(),
-                                                                                 cert.key_id)
-            requests.append(Request(entry, note, ca, subject=cert.openssh(), where=source, proven=True))
+            source = where + ".certificate_path"
+            path = os.path.expanduser(item[name])
+            files = _certificate_files(path) if os.path.isdir(path) else [path]
+            if not files:
+                raise KRLError(source, "%s holds no certificate (*-cert.pub)" % path)
+            for cert_file in files:
+                requests.append(_certificate_request(_read_file(cert_file, source), "%s (%s)" % (source, cert_file),
+                                                     note))
     return requests
+
+
+def _certificate_request(data, source, note):
+    try:
+        cert = read_certificate(data, source)
+    except CertificateError as exc:
+        raise KRLError(str(exc)) from None
+    note = dict(note, key_id=cert.key_id, type=cert.cert_type, principals=list(cert.principals),
+                valid_before=format_time(cert.valid_before))
+    ca = cert.signing_ca
+    # As ssh-keygen -k does: by serial, or by key id when the serial is 0.
+    entry = ("serial", ca.fingerprint(), cert.serial) if cert.serial else ("key_id", ca.fingerprint(), cert.key_id)
+    return Request(entry, note, ca, subject=cert.openssh(), where=source, proven=True)
 
 
 # --- was this serial issued? ---------------------------------------------------------------------

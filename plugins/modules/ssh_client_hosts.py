@@ -110,6 +110,13 @@ hosts:
   type: list
   elements: str
   sample: [web-1, web-2]
+entries:
+  description:
+    - Every host with an entry after the run, with the address ssh connects to (from the ssh_config when given).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: web-1, address: 20.1.2.3}]
 known_hosts:
   description: What changed in known_hosts.
   returned: when O(known_hosts_path) is given

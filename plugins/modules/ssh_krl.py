@@ -78,7 +78,7 @@ options:
           - A certificate (OpenSSH line); revoked by its serial under its signing CA (by key id if the serial is 0).
         type: str
       certificate_path:
-        description: A file holding such a certificate.
+        description: A file holding such a certificate, or a folder whose C(*-cert.pub) files are all revoked.
         type: path
       reason:
         description: Why, kept in the spec and shown in the diff.

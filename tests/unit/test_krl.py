@@ -113,6 +113,10 @@ def test_updates_add_and_remove_one_entry_and_never_drop_one_silently(world):
     assert f"serial {alice_serial}" in removed["diff"]["before"]
     assert f"serial {alice_serial}" not in removed["diff"]["after"]
 
+    folder = world.run(revoked=[{"certificate_path": str(world.certs)}])
+    assert {e["value"] for e in folder["added"]} == {alice_serial}  # bob is in already
+    assert revoked_by(world.krl, alice)
+
     exact = world.run(exclusive=True, revoked=[{"certificate_path": str(alice)}])
     assert exact["count"] == 1 and len(exact["removed"]) == 2
     assert revoked_by(world.krl, alice) and not revoked_by(world.krl, bob)
@@ -173,6 +177,8 @@ def bad_cases(world: World) -> dict[str, tuple[dict, str]]:
                                 r"^revoked\[0\]\.public_key_path: cannot read .*unreadable\.pub: Is a directory$"),
         "a private key as the key": ({"revoked": [{"public_key_path": str(world.certs / "alice")}]},
                                      r"is a private key"),
+        "empty certificate folder": ({"revoked": [{"certificate_path": str(world.root / "krl")}]},
+                                     r"^revoked\[0\]\.certificate_path: \S+ holds no certificate"),
         "not a certificate": ({"revoked": [{"certificate": "ssh-ed25519 AAAA"}]},
                               r"^revoked\[0\]\.certificate: is not an OpenSSH certificate"),
         "serial 0": ({"revoked": [{"serial": 0, "ca": "user"}]}, r"^revoked\[0\]\.serial: must be 1 to 2\^64-1"),
@@ -186,8 +192,8 @@ def bad_cases(world: World) -> dict[str, tuple[dict, str]]:
 
 @pytest.mark.parametrize("case", ["unknown serial", "host serial under the user CA", "missing key file",
                                   "unreadable key file", "a private key as the key", "not a certificate",
-                                  "serial 0", "serial without CA", "two fields", "key id with #",
-                                  "exclusive absent"])
+                                  "serial 0", "serial without CA", "empty certificate folder", "two fields",
+                                  "key id with #", "exclusive absent"])
 def test_bad_input_is_one_line_and_nothing_is_written(world, case):
     world.run(revoked=[])
     before = world.snapshot()
