@@ -6,6 +6,7 @@ SHELL := /bin/bash
 VENV        := .venv
 PY          := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
+TFSCHEMA    := .venv-tfschema
 LABCTL      := tests/lab/labctl
 STATE       := $(VENV)/.state
 DEB_PACKAGES := podman runc debootstrap openssh-client openssh-server uidmap shellcheck git make python3-venv
@@ -25,7 +26,7 @@ help:
 
 # --- set-up: idempotent, and quick once done (stamp files record what is in place) -----------
 
-setup: $(STATE)/debs $(STATE)/venv $(STATE)/checkov $(STATE)/podman
+setup: $(STATE)/debs $(STATE)/venv $(STATE)/checkov $(TFSCHEMA)/.downloaded $(STATE)/podman
 
 $(STATE)/debs:
 	@mkdir -p $(STATE)
@@ -47,6 +48,15 @@ $(STATE)/checkov: | $(STATE)/venv
 	@echo "setup: checkov in $(CHECKOV_VENV)"
 	@test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
 	@$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov>=3.2,<4'
+	@touch $@
+
+# The azurerm provider's schema, one release per major terraform.tf allows, is data inside prebuilt
+# CDK provider wheels: downloaded (hash-checked, no dependencies), never installed, and read by
+# tests/terraform/azurerm_schema.py. The stamp lives beside the wheels, so each work tree has its own.
+$(TFSCHEMA)/.downloaded: tests/terraform/azurerm-schemas.txt | $(STATE)/venv
+	@echo "setup: azurerm provider schemas in $(TFSCHEMA)"
+	@rm -rf $(TFSCHEMA) && mkdir -p $(TFSCHEMA)
+	@$(PY) -m pip download -q --no-deps --only-binary=:all: --require-hashes -d $(TFSCHEMA) -r $<
 	@touch $@
 
 $(STATE)/podman: tests/lab/labkit/podman.py | $(STATE)/venv
@@ -114,4 +124,4 @@ lab-down:
 	print("removed lab hosts:", " ".join(hosts.stop_all()) or "none")'
 
 clean: lab-down
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .hypothesis tests/output
+	rm -rf $(VENV) $(CHECKOV_VENV) $(TFSCHEMA) .pytest_cache .ruff_cache .hypothesis tests/output

@@ -544,8 +544,9 @@ def certificate_task(params, ca, check_mode, now=None):
         serial = existing.serial  # the random serial stays put unless a re-sign happens
     spec = make_spec(cert_type, public_key, params.get("principals"), validity, serial, params.get("key_id"),
                      params.get("critical_options"), params.get("extensions"))
+    ca_kind = params.get("ca") or cert_type  # the admin CA signs user certificates too
     # The CA's public key decides; its private key (a slow passphrase KDF) is opened only to sign.
-    ca_public_key = ca.public_key(cert_type) or ca.signer(cert_type).public_key  # signer() names a missing CA
+    ca_public_key = ca.public_key(ca_kind) or ca.signer(ca_kind).public_key  # signer() names a missing CA
     decision = decide(existing, spec, ca_public_key, validity, now, params.get("regenerate") or
                       "partial_idempotence", serial_given=params.get("serial") is not None, source=path)
     certificate = existing if not decision.resign else None
@@ -553,7 +554,7 @@ def certificate_task(params, ca, check_mode, now=None):
         if params.get("serial") is None and isinstance(existing, Certificate):
             spec = make_spec(cert_type, public_key, spec.principals, validity, None, spec.key_id,
                              dict(spec.critical_options), spec.extensions)  # a new certificate, a new serial
-        signer = ca.signer(cert_type)  # also in check mode: a wrong passphrase fails either way
+        signer = ca.signer(ca_kind)  # also in check mode: a wrong passphrase fails either way
         if not check_mode:
             certificate = signer.sign_certificate(spec)
             # Logged before the file is written: a serial out in the world is always in the log.

@@ -12,8 +12,12 @@ module: ssh_cert
 short_description: Sign an OpenSSH host or user certificate with the sshca.azure CA
 version_added: 0.1.0
 description:
-  - Signs a public key into an OpenSSH certificate with the host CA (O(type=host)) or the user CA
-    (O(type=user)) made by M(sshca.azure.ssh_ca), and writes it to O(path) on the machine running the module.
+  - Signs a public key into an OpenSSH certificate with the host CA (O(type=host)), the user CA (O(type=user))
+    or the admin CA (O(type=user), O(ca=admin)) made by M(sshca.azure.ssh_ca), and writes it to O(path) on the
+    machine running the module. Only the signing CA is unlocked.
+  - With O(ca_backend=azure_keyvault) the certificate is built here and Key Vault signs its digest with the CA
+    key, which never leaves the vault. The result names the key version that signed.
+  - Every certificate signed is first recorded in the issuance log O(audit_log).
   - Idempotent by a named policy, O(regenerate). With the default, an existing certificate is kept until its
     key, CA, type, principals, key id, options, extensions, fixed times or explicit serial change, or until
     it has expired or has less than a third of its life left.
@@ -24,6 +28,8 @@ author:
 extends_documentation_fragment:
   - sshca.azure._attributes
   - sshca.azure._ca
+  - sshca.azure._ca.custody
+  - sshca.azure._azure
 attributes:
   check_mode:
     support: full
@@ -77,7 +83,11 @@ options:
         certificate is signed and kept as long as it is not re-signed.
     type: int
   key_id:
-    description: Key identity logged by sshd. Defaults to C(<type>:<principals>).
+    description:
+      - Key identity logged by sshd.
+      - Defaults to the Azure identity that signs through Key Vault (a user's UPN, or C(app:<application id>) for a
+        service principal or managed identity), so sshd's log shows who issued; with the file backend to
+        C(<type>:<principals>).
     type: str
   critical_options:
     description:
@@ -114,28 +124,48 @@ EXAMPLES = r"""
   sshca.azure.ssh_cert:
     type: host
     ca_path: /etc/sshca/ca
-    ca_passphrase: "{{ vault_ca_passphrase }}"
+    host_ca_passphrase: "{{ vault_host_ca_passphrase }}"
     public_key: "{{ host_key.content | b64decode }}"
     path: "/var/lib/sshca/{{ inventory_hostname }}-cert.pub"
     principals:
       - "{{ inventory_hostname }}"
       - "{{ ansible_host }}"
 
-- name: A 16-hour user certificate for a person
+- name: A 16-hour user certificate for a person (only the user CA's passphrase is needed)
   sshca.azure.ssh_cert:
     type: user
     ca_path: /etc/sshca/ca
-    ca_passphrase: "{{ vault_ca_passphrase }}"
+    user_ca_passphrase: "{{ vault_user_ca_passphrase }}"
     public_key_path: ~/.ssh/id_ed25519.pub
     path: ~/.ssh/id_ed25519-cert.pub
     principals: [alice]
     key_id: alice@example.com
 
+- name: A user certificate signed in Azure Key Vault; the key id names the signing identity
+  sshca.azure.ssh_cert:
+    type: user
+    ca_backend: azure_keyvault
+    vault_url: https://contoso-sshca.vault.azure.net
+    ca_path: ~/.sshca/ca
+    public_key_path: ~/.ssh/id_ed25519.pub
+    path: ~/.ssh/id_ed25519-cert.pub
+    principals: [alice]
+
+- name: The automation's admin certificate, from the admin CA
+  sshca.azure.ssh_cert:
+    type: user
+    ca: admin
+    ca_path: /etc/sshca/ca
+    public_key_path: ~/.sshca/admin.pub
+    path: ~/.sshca/admin-cert.pub
+    principals: [sshca-admin]
+    valid_for: 1h
+
 - name: A CI certificate limited to one command and one network
   sshca.azure.ssh_cert:
     type: user
     ca_path: /etc/sshca/ca
-    ca_passphrase: "{{ vault_ca_passphrase }}"
+    user_ca_passphrase: "{{ vault_user_ca_passphrase }}"
     public_key_path: /ci/deploy.pub
     path: /ci/deploy-cert.pub
     principals: [deploy]
@@ -194,21 +224,47 @@ reason:
   returned: always
   type: str
   sample: less than a third of its life left (17000s of 57900s)
+ca:
+  description: The CA that signs (or signed) the certificate.
+  returned: always
+  type: str
+  sample: user
+ca_backend:
+  description: Where that CA's key lives.
+  returned: always
+  type: str
+  sample: azure_keyvault
+ca_key_id:
+  description: Key Vault identifier of the CA key, with the version that signed (or would sign).
+  returned: with O(ca_backend=azure_keyvault)
+  type: str
+  sample: https://contoso-sshca.vault.azure.net/keys/sshca-user-ca/7f2090ddc3f7483499e9a9fbb4b5962b
+ca_key_version:
+  description: The version of the Key Vault CA key that signed (or would sign).
+  returned: with O(ca_backend=azure_keyvault)
+  type: str
+  sample: 7f2090ddc3f7483499e9a9fbb4b5962b
+audit_log:
+  description: The issuance log the new certificate was recorded in.
+  returned: when a certificate was signed
+  type: str
+  sample: /home/alice/.sshca/ca/issued.jsonl
 """
 
 import traceback  # noqa: E402 - Ansible modules import after their documentation
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (  # noqa: E402
-    CA_ARGUMENT_SPEC,
-    ca_from_params,
+    CA_REQUIRED_IF,
+    ca_argument_spec,
+    certificate_from_params,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import POLICIES, certificate_task  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import POLICIES  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
 
 
 def main():
-    argument_spec = dict(CA_ARGUMENT_SPEC)
+    argument_spec = ca_argument_spec()
     argument_spec.update({
         "type": {"type": "str", "required": True, "choices": ["host", "user"]},
         "public_key": {"type": "str", "no_log": False},
@@ -228,11 +284,11 @@ def main():
         argument_spec=argument_spec,
         mutually_exclusive=[("public_key", "public_key_path"), ("valid_for", "valid_to")],
         required_one_of=[("public_key", "public_key_path")],
+        required_if=CA_REQUIRED_IF,
         supports_check_mode=True,
     )
-    ca = ca_from_params(module)
     try:
-        result = certificate_task(module.params, ca, module.check_mode)
+        result = certificate_from_params(module)
     except SSHKeyError as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # report anything unexpected once, with its traceback

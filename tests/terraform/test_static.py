@@ -64,7 +64,8 @@ def test_terraform_tf_pins_terraform_and_azurerm(root):
     (providers,) = settings["required_providers"]
     azurerm = providers["azurerm"]
     assert unquote(azurerm["source"]) == "hashicorp/azurerm"
-    assert unquote(azurerm["version"]) == "~> 4.0"
+    # A range of whole majors; test_schema.py checks every major in it against that major's schema.
+    assert re.fullmatch(r">= \d+\.0, < \d+\.0", unquote(azurerm["version"])), f"{root.name}: {azurerm['version']}"
     other_pins = [name for name, parsed in load(root).files.items() if name != "terraform.tf" and "terraform" in parsed]
     assert not other_pins, f"{root.name}: terraform blocks outside terraform.tf: {other_pins}"
 
@@ -252,10 +253,7 @@ def test_enrolled_vm_passes_enroll_yml_its_agreed_inputs():
 
 
 def test_enroll_yml_reads_the_inputs_the_wrapper_passes():
-    playbook = REPO / "playbooks" / "enroll.yml"
-    if not playbook.exists():
-        pytest.skip("playbooks/enroll.yml is not written yet: the wrapper's extra vars cannot be cross-checked")
-    text = playbook.read_text()
+    text = (REPO / "playbooks" / "enroll.yml").read_text()
     unread = sorted(name for name in AGREED_ENROLL_VARS | {"sshca_network"} if name not in text)
     assert not unread, f"playbooks/enroll.yml never mentions {unread}"
     assert "network_from_terraform" in text, "enroll.yml must read sshca_network through the filter"

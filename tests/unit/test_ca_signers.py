@@ -1,15 +1,18 @@
-"""The CA signer interface and the file backend."""
+"""The CA signer interface and the file backend: one custody per CA, creation under a lock."""
 
 # ruff: noqa: S106 - the passphrases here are test fixtures, not secrets
 
 from __future__ import annotations
 
 import base64
+import json
+import multiprocessing
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from ansible_collections.sshca.azure.plugins.module_utils._ca_keyvault import IdentityRecorder
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (
     CASigner,
     FileCA,
@@ -27,6 +30,7 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     parse_public_key,
     public_key_of,
 )
+from azure.core.credentials import AccessToken
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     SSHCertificateBuilder,
@@ -43,25 +47,85 @@ def mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
-def test_file_ca_layout_modes_and_encryption(tmp_path):
+PASSPHRASES = {"host": "host custody", "user": "user custody", "admin": "admin custody"}
+
+
+def opens_with(private: Path, passphrase: str) -> bool:
+    """Whether real OpenSSH opens the key file with this passphrase."""
+    return subprocess.run(["ssh-keygen", "-y", "-P", passphrase, "-f", str(private)], capture_output=True,
+                          check=False).returncode == 0
+
+
+def test_three_cas_each_encrypted_with_its_own_passphrase(tmp_path):
     folder = tmp_path / "ca"
-    store = FileCA(str(folder), passphrase="correct horse")
+    store = FileCA(str(folder), passphrases=PASSPHRASES)
     assert store.ensure()
     assert mode(folder) == 0o700
-    for kind in ("host", "user"):
+    for kind, passphrase in PASSPHRASES.items():
         private = folder / f"{kind}_ca"
         assert mode(private) == 0o600
         assert private.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
-        # real OpenSSH opens it with the passphrase, and only with it
-        derived = subprocess.run(["ssh-keygen", "-y", "-P", "correct horse", "-f", str(private)],
+        derived = subprocess.run(["ssh-keygen", "-y", "-P", passphrase, "-f", str(private)],
                                  check=True, capture_output=True, text=True).stdout.split()
         assert derived[:2] == (folder / f"{kind}_ca.pub").read_text().split()[:2]
-        assert subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(private)], capture_output=True,
-                              check=False).returncode != 0
         assert derived[0] == "ssh-ed25519"
-    assert store.public_key("host") != store.public_key("user")
-    assert sorted(p.name for p in folder.iterdir()) == ["host_ca", "host_ca.pub", "user_ca", "user_ca.pub"]
-    assert FileCA(str(folder), passphrase="correct horse").plan() == []
+        # the next CA's passphrase does not open it (an unencrypted key would open with any)
+        other = list(PASSPHRASES.values())[(list(PASSPHRASES).index(kind) + 1) % 3]
+        assert not opens_with(private, other)
+    assert len({store.public_key(kind) for kind in PASSPHRASES}) == 3
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "admin_ca", "admin_ca.pub", "host_ca", "host_ca.pub", "user_ca", "user_ca.pub"]
+    assert FileCA(str(folder), passphrases=PASSPHRASES).plan() == []
+
+
+def test_the_user_ca_signs_with_its_own_passphrase_alone(tmp_path):
+    FileCA(str(tmp_path / "ca"), passphrases=PASSPHRASES).ensure()
+    user_only = FileCA(str(tmp_path / "ca"), passphrases={"user": PASSPHRASES["user"]}, kinds=("user",))
+    subject = parse_public_key(make_keypair(tmp_path, "alice").public_text)
+    cert = user_only.signer("user").sign_certificate(make_spec("user", subject, ["alice"],
+                                                               resolve_validity("user", NOW)))
+    assert cert.signing_ca == user_only.public_key("user")
+    # the others' public keys are there to trust, their private keys stay shut
+    assert user_only.public_key("host") == FileCA(str(tmp_path / "ca"), passphrases=PASSPHRASES).public_key("host")
+    with pytest.raises(SSHKeyError, match=r"^host_ca_passphrase: the host CA is encrypted at rest.*"
+                                          r"SSHCA_HOST_CA_PASSPHRASE"):
+        user_only.signer("host")
+    with pytest.raises(SSHKeyError, match="admin_ca: cannot be decrypted: wrong passphrase"):
+        FileCA(str(tmp_path / "ca"), passphrases={"admin": PASSPHRASES["user"]}, kinds=("admin",)).signer("admin")
+
+
+def test_one_shared_passphrase_still_opens_a_work_folder_of_earlier_releases(tmp_path):
+    folder = tmp_path / "ca"
+    FileCA(str(folder), passphrase="shared", kinds=("host", "user")).ensure()  # what earlier releases made
+    upgraded = FileCA(str(folder), passphrase="shared")
+    assert upgraded.plan() == [f"create admin CA key {folder / 'admin_ca'} (ed25519)"]
+    upgraded.ensure()
+    assert all(opens_with(folder / f"{kind}_ca", "shared") for kind in PASSPHRASES)
+    # a CA's own passphrase wins over the shared one
+    assert FileCA(str(folder), passphrase="wrong", passphrases={"user": "shared"}, kinds=("user",)).signer("user")
+
+
+def _first_run(folder: str, barrier, results) -> None:
+    barrier.wait()
+    store = FileCA(folder, passphrase="parallel", kinds=("host",))
+    changes = store.ensure()
+    results.put((changes, store.signer("host").public_key.openssh()))
+
+
+def test_parallel_first_runs_on_an_empty_folder_make_one_ca(tmp_path):
+    folder = tmp_path / "ca"
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(4), context.Queue()
+    runs = [context.Process(target=_first_run, args=(str(folder), barrier, results)) for _run in range(4)]
+    for run in runs:
+        run.start()
+    reports = [results.get(timeout=60) for _run in runs]
+    for run in runs:
+        run.join(timeout=60)
+        assert run.exitcode == 0
+    on_disk = (folder / "host_ca.pub").read_text().strip()
+    assert all(key == on_disk for _changes, key in reports), "a run signs with a CA that is not on disk"
+    assert sum(1 for changes, _keys in reports if changes) == 1, "more than one run made the CA"
 
 
 def test_loose_folder_mode_is_fixed(tmp_path):
@@ -74,16 +138,18 @@ def test_loose_folder_mode_is_fixed(tmp_path):
 
 @pytest.mark.parametrize(("key_type", "openssh_type"), [("rsa", "ssh-rsa"), ("ecdsa", "ecdsa-sha2-nistp384")])
 def test_other_ca_key_types(tmp_path, key_type, openssh_type):
-    store = FileCA(str(tmp_path / "ca"), passphrase="p", key_type=key_type)
+    store = FileCA(str(tmp_path / "ca"), passphrase="p", key_type=key_type, kinds=("user",))
     store.ensure()
     assert store.public_key("user").key_type == openssh_type
     with pytest.raises(SSHKeyError, match=f"is a {key_type} key, not ed25519"):
-        FileCA(str(tmp_path / "ca"), passphrase="p", key_type="ed25519").plan()
+        FileCA(str(tmp_path / "ca"), passphrase="p", key_type="ed25519", kinds=("user",)).plan()
 
 
 def test_unencrypted_ca_needs_an_explicit_opt_in(tmp_path):
     with pytest.raises(SSHKeyError, match="allow_unencrypted"):
         FileCA(str(tmp_path / "ca"))
+    with pytest.raises(SSHKeyError, match=r"^admin_ca_passphrase: "):
+        FileCA(str(tmp_path / "ca"), passphrases={"host": "h", "user": "u"})
     FileCA(str(tmp_path / "ca"), allow_unencrypted=True).ensure()
     assert b"ENCRYPTED" not in (tmp_path / "ca" / "user_ca").read_bytes()
     with pytest.raises(SSHKeyError, match="is not encrypted, but a passphrase was given"):
@@ -93,7 +159,7 @@ def test_unencrypted_ca_needs_an_explicit_opt_in(tmp_path):
 
 
 def test_wrong_passphrase_names_the_key_file(tmp_path):
-    FileCA(str(tmp_path / "ca"), passphrase="right").ensure()
+    FileCA(str(tmp_path / "ca"), passphrase="right", kinds=("user",)).ensure()
     with pytest.raises(SSHKeyError) as caught:
         FileCA(str(tmp_path / "ca"), passphrase="wrong").signer("user")
     assert str(caught.value) == f"{tmp_path / 'ca' / 'user_ca'}: cannot be decrypted: wrong passphrase"
@@ -101,7 +167,18 @@ def test_wrong_passphrase_names_the_key_file(tmp_path):
 
 def test_writes_leave_no_temporary_files(tmp_path):
     FileCA(str(tmp_path / "ca"), allow_unencrypted=True).ensure()
-    assert not [p for p in (tmp_path / "ca").iterdir() if p.name.startswith(".")]
+    assert not [p for p in (tmp_path / "ca").iterdir() if p.name.startswith(".")]  # the lock is on the folder
+
+
+@pytest.mark.parametrize(("key_type", "size", "expected"), [
+    ("rsa", 2048, "key_size: rsa CA keys take 3072 or 4096 bits, not 2048"),
+    ("ed25519", 256, "key_size: ed25519 CA keys take no key_size, not 256"),
+])
+def test_key_size_must_suit_the_type(tmp_path, key_type, size, expected):
+    with pytest.raises(SSHKeyError) as caught:
+        FileCA(str(tmp_path / "ca"), passphrase="p", key_type=key_type, key_size=size)
+    assert str(caught.value) == expected
+    assert not (tmp_path / "ca").exists()
 
 
 # --- the certificate blob writer, for remote signers ------------------------------------------
@@ -141,6 +218,18 @@ def test_blob_writer_matches_cryptography_byte_for_byte(tmp_path, cert_type, ca_
     assert f"Serial: {2 ** 63 + 5}" in listing and signer.public_key.fingerprint() in listing
 
 
+def test_rsa_ca_signs_rsa_sha2_256_when_asked(tmp_path):
+    signer = KeySigner(rsa.generate_private_key(65537, 3072), rsa_algorithm="rsa-sha2-256")
+    subject = parse_public_key(make_keypair(tmp_path, "s").public_text)
+    cert_file = tmp_path / "s-cert.pub"
+    cert_file.write_text(signer.sign_certificate(make_spec("user", subject, ["a"], resolve_validity("user", NOW)))
+                         .openssh() + "\n")
+    listing = subprocess.run(["ssh-keygen", "-L", "-f", str(cert_file)], check=True, capture_output=True,
+                             text=True).stdout
+    assert "(using rsa-sha2-256)" in listing
+    read_certificate(cert_file.read_text())  # and the signature verifies
+
+
 class RemoteSigner(CASigner):
     """Stands in for a Key Vault signer: it only knows its public key and a sign(bytes) call."""
 
@@ -166,3 +255,24 @@ def test_a_signer_that_only_signs_bytes_makes_valid_certificates(tmp_path):
     assert read_certificate(cert.openssh()) == cert
     nonce = load_ssh_public_identity(cert.openssh().encode()).nonce
     assert len(nonce) == 32 and signer.calls[0].startswith(b"\x00\x00\x00\x20ssh-ed25519-cert-v01@openssh.com")
+
+
+class FakeCredential:
+    def __init__(self, claims):
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        self.token = f"e30.{payload}.c2ln"
+
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken(self.token, 0)
+
+
+@pytest.mark.parametrize(("claims", "identity"), [
+    ({"upn": "alice@contoso.example", "appid": "04b07795"}, "alice@contoso.example"),  # a person, via the CLI app
+    ({"appid": "5323f9a7", "oid": "faf80fe8"}, "app:5323f9a7"),  # a service principal, v1 token
+    ({"azp": "bb2a64ee"}, "app:bb2a64ee"),  # v2 token
+    ({}, None),
+])
+def test_the_signing_identity_comes_from_the_vault_token(claims, identity):
+    recorder = IdentityRecorder(FakeCredential(claims))
+    assert recorder.get_token("https://vault.azure.net/.default").token.count(".") == 2
+    assert recorder.identity() == identity

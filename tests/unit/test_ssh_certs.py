@@ -46,7 +46,8 @@ def utc(monkeypatch):
 
 @pytest.fixture(scope="module", params=["ed25519", "rsa", "ecdsa"])
 def ca(request, tmp_path_factory) -> FileCA:
-    store = FileCA(str(tmp_path_factory.mktemp("ca") / "ca"), passphrase="ca-pass", key_type=request.param)
+    store = FileCA(str(tmp_path_factory.mktemp("ca") / "ca"), passphrase="ca-pass", key_type=request.param,
+                   kinds=("host", "user"))  # the admin CA adds nothing here but an RSA key to make
     store.ensure()
     return store
 

@@ -3,14 +3,24 @@
 The private halves stay in the emulator's state (a lab stand-in for an HSM); callers only
 ever get public JWKs and signatures, as from the real service. EC signatures are the raw
 r||s concatenation Key Vault returns, not DER.
+
+Settings (`key_vault` in the emulator's settings, see KEY_VAULT_SETTINGS):
+- `permissions`: key name -> the operations the caller may do on it (`get`, `list`, `create`,
+  `update`, `delete`, `recover`, `purge`, `sign`, `verify`), as an RBAC role assignment scoped to
+  one key grants them; any other operation answers 403 `Forbidden`/`ForbiddenByRbac` the way Key
+  Vault words it. Keys not listed allow everything.
+- `sign_latency`: seconds each sign takes (an HSM round trip), spent outside the state lock so
+  signs overlap as they do against the real service.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,6 +35,25 @@ HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 EC_ALG_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521", "ES256K": "P-256K"}
 RSA_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]
 EC_OPS = ["sign", "verify"]
+KEY_VAULT_SETTINGS = {"permissions": {}, "sign_latency": 0.0}
+# Operations that change what the vault holds, so the state is saved after them.
+_CHANGES = {"create", "update", "delete", "recover", "purge"}
+# RBAC data actions as Key Vault's 403 names them.
+_DATA_ACTIONS = {"get": "keys/read", "list": "keys/read", "delete": "keys/delete",
+                 "recover": "deletedKeys/recover/action", "purge": "deletedKeys/delete"}
+
+
+class VaultError(ArmError):
+    """A Key Vault error, whose body also carries the `innererror` code Key Vault adds."""
+
+    def __init__(self, status: int, code: str, message: str, inner: str):
+        super().__init__(status, code, message)
+        self.inner = inner
+
+    def body(self) -> dict:
+        body = super().body()
+        body["error"]["innererror"] = {"code": self.inner}
+        return body
 
 
 def _b64u(data: bytes) -> str:
@@ -43,11 +72,64 @@ def _int_bytes(value: int, size: int | None = None) -> bytes:
 
 
 class KeyVault:
-    def __init__(self, store: Store, vault_url: str):
+    def __init__(self, store: Store, vault_url: str, settings: Callable[[], dict] | None = None,
+                 config: dict | None = None):
         self.store = store
         self.vault_url = vault_url.rstrip("/")
+        self._settings = settings or (lambda: {})
+        self.config = config or {}
+        self._keys_lock = threading.Lock()
+        self._loaded: dict[str, object] = {}  # version -> private key object (parsing PEM is slow)
+
+    def settings(self) -> dict:
+        return {**KEY_VAULT_SETTINGS, **(self._settings().get("key_vault") or {})}
 
     def handle(self, method: str, parts: list[str], body: dict | None) -> Reply:
+        """Answer one request; takes the state lock itself, and not while a sign is pending."""
+        operation = self._operation(method, parts)
+        name = parts[1] if len(parts) > 1 else ""
+        self._authorize(operation, name)
+        if operation in ("sign", "verify") and len(parts) in (3, 4):
+            with self.store.lock:  # no version ("/keys/{name}//sign") is the current one
+                version = self._version(name, parts[2] if len(parts) == 4 else "")
+            return getattr(self, f"_{operation}")(version, body or {})
+        with self.store.lock:
+            reply = self._handle(method, parts, body)
+            if operation in _CHANGES:
+                self.store.save()
+        return reply
+
+    @staticmethod
+    def _operation(method: str, parts: list[str]) -> str:
+        """The access-policy permission a request needs (`get`, `sign`, ...)."""
+        last = parts[-1] if len(parts) > 1 else ""
+        if parts[0] == "deletedkeys":
+            return {"GET": "get", "DELETE": "purge"}.get(method, "recover")
+        if len(parts) == 1:
+            return "list"
+        if method == "POST":
+            return last if last in ("create", "sign", "verify") else "other"
+        return {"GET": "list" if last == "versions" else "get", "PATCH": "update", "DELETE": "delete"}.get(
+            method, "other")
+
+    def _authorize(self, operation: str, name: str) -> None:
+        granted = {key.lower(): ops for key, ops in (self.settings().get("permissions") or {}).items()}
+        if not name or name.lower() not in granted or operation in granted[name.lower()]:
+            return
+        action = _DATA_ACTIONS.get(operation, f"keys/{operation}/action")
+        client = str(self.config.get("client_id"))
+        caller = (f"appid={client};oid={uuid.uuid5(uuid.NAMESPACE_URL, client)};"
+                  f"iss=https://sts.windows.net/{self.config.get('tenant_id')}/")
+        resource = (f"/subscriptions/{self.config.get('subscription_id')}/resourcegroups/lab/providers/"
+                    f"microsoft.keyvault/vaults/lab/keys/{name.lower()}")
+        raise VaultError(403, "Forbidden", (
+            "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or "
+            "role definitions were changed recently, please observe propagation time.\r\n"
+            f"Caller: {caller}\r\nAction: 'Microsoft.KeyVault/vaults/{action}'\r\nResource: '{resource}'\r\n"
+            "Assignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\n"
+            "Vault: lab;location=lab\r\n"), "ForbiddenByRbac")
+
+    def _handle(self, method: str, parts: list[str], body: dict | None) -> Reply:
         if parts[0] == "keys":
             if len(parts) == 1 and method == "GET":
                 return Reply(200, {"value": [self._item(v[-1]) for v in self.store.keys.values()], "nextLink": None})
@@ -63,9 +145,6 @@ class KeyVault:
                 if method == "PATCH":
                     self._update(version, body or {})
                 return Reply(200, self._bundle(version))
-            if len(parts) == 4 and method == "POST" and parts[3] in ("sign", "verify"):
-                version = self._version(name, parts[2])
-                return getattr(self, f"_{parts[3]}")(version, body or {})
         if parts[0] == "deletedkeys" and len(parts) >= 2:
             deleted = self.store.deleted_keys.get(parts[1].lower())
             if not deleted:
@@ -157,9 +236,13 @@ class KeyVault:
     def _kid(self, entry: dict) -> str:
         return f"{self.vault_url}/keys/{entry['name']}/{entry['version']}"
 
-    @staticmethod
-    def _private(entry: dict):
-        return serialization.load_pem_private_key(entry["pem"].encode(), password=None)
+    def _private(self, entry: dict):
+        with self._keys_lock:
+            key = self._loaded.get(entry["version"])
+            if key is None:
+                key = serialization.load_pem_private_key(entry["pem"].encode(), password=None)
+                self._loaded[entry["version"]] = key
+        return key
 
     def _jwk(self, entry: dict) -> dict:
         public = self._private(entry).public_key()
@@ -195,9 +278,10 @@ class KeyVault:
 
     def _usable(self, entry: dict, op: str) -> None:
         if not entry["attributes"].get("enabled", True):
-            raise ArmError(403, "Forbidden", f"Operation {op} is not allowed on a disabled key.")
+            raise VaultError(403, "Forbidden", f"Operation {op} is not allowed on a disabled key.", "KeyDisabled")
         if op not in entry["key_ops"]:
-            raise ArmError(403, "Forbidden", f"Operation {op} is not permitted on this key.")
+            raise VaultError(403, "Forbidden", f"Operation {op} is not permitted on this key.",
+                             "KeyOperationForbidden")
 
     def _scheme(self, private, alg: str, digest: bytes):
         """(hash, padding or None) for alg, after checking it fits the key and the digest length."""
@@ -224,6 +308,9 @@ class KeyVault:
         private = self._private(entry)
         digest = _unb64u(body.get("value") or "")
         hash_obj, pad = self._scheme(private, body.get("alg") or "", digest)
+        latency = float(self.settings().get("sign_latency") or 0)
+        if latency > 0:
+            time.sleep(latency)
         if pad is not None:
             signature = private.sign(digest, pad, utils.Prehashed(hash_obj))
         else:

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import tls
 from .arm import Arm, ArmError, Reply
 from .identity import Identity
-from .keyvault import KeyVault
+from .keyvault import KEY_VAULT_SETTINGS, KeyVault
 from .store import Store, load_config, write_atomic
 
 DEFAULT_SETTINGS = {
@@ -53,6 +53,8 @@ DEFAULT_SETTINGS = {
     # ARM-like throttling: at most `limit` writes (or reads) per `window` seconds, then 429.
     "write_budget": None,
     "read_budget": None,
+    # Key Vault: per-key permissions and a latency per sign (see keyvault.py).
+    "key_vault": KEY_VAULT_SETTINGS,
 }
 WRITE_METHODS = {"PUT", "PATCH", "DELETE", "POST"}
 FAULT_ERRORS = {
@@ -112,7 +114,7 @@ class Emulator:
             "https://management.azure.com": "arm", "https://management.core.windows.net": "arm",
             self.base_url: "arm", self.vault_resource: "vault"})
         self.arm = Arm(self.store, self.config, self.base_url, lambda: self.settings)
-        self.vault = KeyVault(self.store, self.base_url)
+        self.vault = KeyVault(self.store, self.base_url, lambda: self.settings, self.config)
         with self.store.lock:
             self.arm.resume()
             self.store.save()
@@ -383,11 +385,8 @@ def _handler(emulator: Emulator):
                                                   "parameter is required."}})
             if self._faults("/" + "/".join(parts), "writes" if self.command in WRITE_METHODS else "reads"):
                 return None
-            try:
-                with emulator.store.lock:
-                    reply = emulator.vault.handle(self.command, parts, self._json(raw))
-                    if self.command in WRITE_METHODS:
-                        emulator.store.save()
+            try:  # Key Vault takes the state lock itself: signs run side by side
+                reply = emulator.vault.handle(self.command, parts, self._json(raw))
             except ArmError as err:
                 reply = Reply(err.status, err.body())
             return self._send(reply.status, reply.body, reply.headers)
