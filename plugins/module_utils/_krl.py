@@ -28,11 +28,9 @@ import tempfile
 import time
 
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
-    ISSUANCE_LOG,
     CertificateError,
     format_time,
     read_certificate,
-    read_issued,
 )
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     SSHKeyError,
@@ -42,6 +40,8 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
 )
 
 SPEC_FORMAT = "sshca.azure KRL spec 1"
+ISSUANCE_LOG = "issued.jsonl"  # written beside the CA keys by ssh_cert (_ca_signers.IssuanceLog)
+CA_NAMES = ("host", "user", "admin")
 KINDS = ("serial", "key_id", "key")
 MAX_SERIAL = 2 ** 64 - 1
 # A key id becomes one `id:` line of ssh-keygen's spec, which ends a line at `#` and trims spaces.
@@ -258,11 +258,11 @@ def _read_file(path, where):
 
 
 def named_cas(ca_path):
-    """{"host": key, "user": key} of the CA folder made by ssh_ca (public keys only)."""
+    """{"host": key, "user": key, "admin": key} of the CA folder made by ssh_ca (public keys only)."""
     found = {}
     if not ca_path:
         return found
-    for kind in ("host", "user"):
+    for kind in CA_NAMES:
         path = os.path.join(os.path.expanduser(ca_path), "%s_ca.pub" % kind)
         if os.path.exists(path):
             found[kind] = parse_openssh_public_key(_read_file(path, "ca_path"), path)
@@ -272,8 +272,8 @@ def named_cas(ca_path):
 def _ca_of(item, where, cas_by_name):
     ca = item.get("ca")
     if not ca:
-        raise KRLError(where + ".ca", "is required with serial or key_id: host, user or a CA public key line")
-    if ca in ("host", "user"):
+        raise KRLError(where + ".ca", "is required with serial or key_id: host, user, admin or a CA public key line")
+    if ca in CA_NAMES:
         if ca not in cas_by_name:
             raise KRLError(where + ".ca", "the %s CA is unknown: give ca_path (the folder made by ssh_ca)" % ca)
         return cas_by_name[ca]
@@ -360,8 +360,8 @@ class IssuedSerials:
         if log and os.path.exists(log):
             self.sources.append(log)
             for record in read_issued(log):
-                if isinstance(record.get("serial"), int) and record.get("ca"):
-                    self.by_ca.setdefault(record["ca"], {})[record["serial"]] = _note_of(record)
+                if isinstance(record.get("serial"), int) and record.get("ca_fingerprint"):
+                    self.by_ca.setdefault(record["ca_fingerprint"], {})[record["serial"]] = _note_of(record)
         for path in search_paths or []:
             path = os.path.expanduser(path)
             self.sources.append(path)
@@ -385,6 +385,20 @@ class IssuedSerials:
             raise KRLError(request.where, "%d was not issued by CA %s (looked in %s); check the number"
                                           % (serial, ca, ", ".join(self.sources)))
         return self.by_ca[ca][serial]
+
+
+def read_issued(path):
+    """The records of an issuance log; an unreadable line (a torn write after a crash) is skipped."""
+    records = []
+    with open(path, "r") as stream:
+        for line in stream:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
 
 
 def _note_of(record):

@@ -14,9 +14,7 @@ __metaclass__ = type
 
 import base64
 import calendar
-import fcntl
 import ipaddress
-import json
 import os
 import re
 import secrets
@@ -557,8 +555,6 @@ def certificate_task(params, ca, check_mode, now=None):
         signer = ca.signer(ca_kind)  # also in check mode: a wrong passphrase fails either way
         if not check_mode:
             certificate = signer.sign_certificate(spec)
-            # Logged before the file is written: a serial out in the world is always in the log.
-            record_issued(ca, certificate, now)
             atomic_write(path, certificate.openssh() + "\n", 0o644)
     shown = certificate or spec
     result = {
@@ -579,55 +575,6 @@ def certificate_task(params, ca, check_mode, now=None):
     after = certificate.openssh() + "\n" if certificate is not None else "(a new certificate)\n"
     result["diff"] = {"before": _summary(existing) + before, "after": _summary(shown) + after}
     return result
-
-
-# --- the CA's issuance log ---------------------------------------------------------------------
-
-ISSUANCE_LOG = "issued.jsonl"
-
-
-def issuance_log_path(ca):
-    """`<CA folder>/issued.jsonl` for a CA kept in a folder (file backend), else None."""
-    folder = getattr(ca, "path", None)
-    return os.path.join(folder, ISSUANCE_LOG) if folder else None
-
-
-def record_issued(ca, certificate, now):
-    """Append one JSON line per signed certificate, so ssh_krl can tell our serials from typos.
-
-    Public facts only (serial, key id, principals, validity, fingerprints). One write of one line
-    in append mode, under an exclusive lock, so parallel runs never interleave records.
-    """
-    path = issuance_log_path(ca)
-    if not path:
-        return
-    record = {
-        "serial": certificate.serial, "type": certificate.cert_type, "key_id": certificate.key_id,
-        "principals": list(certificate.principals), "valid_after": format_time(certificate.valid_after),
-        "valid_before": format_time(certificate.valid_before), "key": certificate.public_key.fingerprint(),
-        "ca": certificate.signing_ca.fingerprint(), "issued": format_time(now),
-    }
-    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        os.write(handle, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def read_issued(path):
-    """The records of an issuance log (unreadable lines skipped: a torn last line after a crash)."""
-    records = []
-    with open(path, "r") as stream:
-        for line in stream:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
 
 
 def _summary(cert):

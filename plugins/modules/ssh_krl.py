@@ -64,7 +64,7 @@ options:
         type: str
       ca:
         description:
-          - The CA of O(revoked[].serial) or O(revoked[].key_id). V(user) or V(host) (the CA in O(ca_path)),
+          - The CA of O(revoked[].serial) or O(revoked[].key_id). V(user), V(host) or V(admin) (the CA in O(ca_path)),
             or a CA public key as an OpenSSH line.
         type: str
       public_key:
