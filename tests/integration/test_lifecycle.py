@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,8 @@ def by_config(work: Path, name: str, *command: str) -> subprocess.CompletedProce
 def served_serials(address: str) -> set[int]:
     """Serials of the host certificates sshd serves, read by a fresh ssh-keyscan -c and ssh-keygen -L."""
     scan = subprocess.run(["ssh-keyscan", "-c", "-T", "10", address], capture_output=True, text=True, check=False)
-    certs = "\n".join(line.split(" ", 1)[1] for line in scan.stdout.splitlines() if " " in line)
+    # Each line holds a certificate type and blob (OpenSSH 9.2 prints no host name before them with -c).
+    certs = "\n".join(re.findall(r"\S+-cert-v01@openssh\.com \S+", scan.stdout))
     listing = subprocess.run(["ssh-keygen", "-L", "-f", "-"], input=certs, capture_output=True, text=True,
                              check=False).stdout
     return {int(s) for s in re.findall(r"Serial: (\d+)", listing)}
@@ -92,30 +94,34 @@ def lab(tmp_path_factory):
     with emulator.running(root / "emulator") as emu:
         os.environ.update(emu.env())
         try:
-            subnet = emu.make_network(RG, LOCATION, address_space="10.40.0.0/16", subnet_prefix="10.40.1.0/24")
-            work = root / "sshca"
-            (work / "bootstrap").mkdir(parents=True)
-            bootstrap = make_keypair(work / "bootstrap", "id_rsa", "rsa")
-            play = root / "vms.yml"
-            out = root / "vms.json"
-            play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
-                {"sshca.azure.azure_vm": {"resource_group": RG, "location": LOCATION, "subnet_id": subnet,
-                                          "ssh_public_key": bootstrap.public_text, "wait_for_ssh": True,
-                                          "vms": [{"name": n, "tags": {"role": r}} for n, r in FLEET.items()]},
-                 "register": "made"},
-                {"ansible.builtin.copy": {"content": "{{ made.vms | to_json }}", "dest": str(out), "mode": "0600"}}],
-                "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]))
-            started = time.monotonic()
-            proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
-                                   "-c", "local", str(play)], capture_output=True, text=True, env=collection_env(),
-                                  timeout=900, check=False)
-            assert proc.returncode == 0, proc.stdout[-3000:]
-            timed("5 VMs made (lab hosts booted)", started)
-            vms = {vm["name"]: vm for vm in json.loads(out.read_text())}
+            work, vms = make_vms(emu, root)
             yield emu, root, work, vms
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+
+def make_vms(emu: emulator.Client, root: Path) -> tuple[Path, dict]:
+    """The five VMs, made by azure_vm with one bootstrap key (enroll.yml's, placed in the work folder)."""
+    subnet = emu.make_network(RG, LOCATION, address_space="10.40.0.0/16", subnet_prefix="10.40.1.0/24")
+    work = root / "sshca"
+    (work / "bootstrap").mkdir(parents=True)
+    bootstrap = make_keypair(work / "bootstrap", "id_rsa", "rsa")
+    play = root / "vms.yml"
+    out = root / "vms.json"
+    play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"sshca.azure.azure_vm": {"resource_group": RG, "location": LOCATION, "subnet_id": subnet,
+                                  "ssh_public_key": bootstrap.public_text, "wait_for_ssh": True,
+                                  "vms": [{"name": n, "tags": {"role": r}} for n, r in FLEET.items()]},
+         "register": "made"},
+        {"ansible.builtin.copy": {"content": "{{ made.vms | to_json }}", "dest": str(out), "mode": "0600"}}],
+        "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]))
+    started = time.monotonic()
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(play)], capture_output=True, text=True, env=collection_env(), timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    timed("5 VMs made (lab hosts booted)", started)
+    return work, {vm["name"]: vm for vm in json.loads(out.read_text())}
 
 
 def target(vm: dict) -> dict:
@@ -123,17 +129,41 @@ def target(vm: dict) -> dict:
             "host_tags": {"role": FLEET[vm["name"]]}, "vm_id": vm["id"]}
 
 
-def test_fleet_lifecycle(lab):
-    emu, root, work, vms = lab
-    clients = emu.sdk_clients()
-    lab_hosts = {h.address: h for h in emu.lab_hosts()}
-    host = {name: lab_hosts[vm["public_ip"]] for name, vm in vms.items()}
-    admin = work / "admin" / "id_ed25519"
-    known_hosts = work / "known_hosts"
-    base = {"sshca_work_dir": str(work), "sshca_access_rules": RULES, "sshca_rollback_seconds": 120,
-            "sshca_resource_group": RG}
+@dataclass
+class Fleet:
+    """What every stage works on: the emulator, the work folder, the VMs and their lab hosts."""
 
-    # --- four enroll runs in parallel into one empty work folder, then a fifth host later -------------
+    emu: emulator.Client
+    root: Path
+    work: Path
+    vms: dict
+
+    def __post_init__(self):
+        self.clients = self.emu.sdk_clients()
+        by_address = {h.address: h for h in self.emu.lab_hosts()}
+        self.host = {name: by_address[vm["public_ip"]] for name, vm in self.vms.items()
+                     if vm["public_ip"] in by_address}
+        self.admin = self.work / "admin" / "id_ed25519"
+        self.known_hosts = self.work / "known_hosts"
+        self.base = {"sshca_work_dir": str(self.work), "sshca_access_rules": RULES, "sshca_rollback_seconds": 120,
+                     "sshca_resource_group": RG}
+        self.inventory = ("-i", str(self.root / "fleet.enrolled_hosts.yml"))
+
+
+def test_fleet_lifecycle(lab):
+    fleet = Fleet(*lab)
+    enroll_in_parallel_then_later(fleet)
+    renew(fleet)
+    revoke(fleet)
+    decommission(fleet)
+    status(fleet)
+
+
+def enroll_in_parallel_then_later(fleet: Fleet) -> None:
+    """Four enroll runs in parallel into one empty work folder end with one CA; a fifth host enrolled
+    later leaves the first four reachable by name."""
+    root, work, vms = fleet.root, fleet.work, fleet.vms
+    base = fleet.base
     first = ["pa", "pb", "pc", "pd"]
     for name in first:
         (root / name).mkdir()  # each run its own folder for its vars file; one work folder for all
@@ -145,7 +175,7 @@ def test_fleet_lifecycle(lab):
     for run in runs:
         assert run.rc == 0, run.output[-4000:]
     host_ca = (work / "ca" / "host_ca.pub").read_text().split()[:2]
-    lines = [line for line in known_hosts.read_text().splitlines() if line.startswith("@cert-authority")]
+    lines = [line for line in fleet.known_hosts.read_text().splitlines() if line.startswith("@cert-authority")]
     assert len(lines) == 4 and {tuple(line.split()[2:4]) for line in lines} == {tuple(host_ca)}, "one CA"
     for name in ("pa", "pb", "pc", "pd"):
         assert by_config(work, name).stdout.strip() == name, name
@@ -158,14 +188,16 @@ def test_fleet_lifecycle(lab):
 
     empty = root / "empty.krl"
     subprocess.run(["ssh-keygen", "-q", "-k", "-f", str(empty)], check=True)
-    for h in host.values():
+    for h in fleet.host.values():
         install_empty_krl(h, empty.read_bytes())
+    (root / "fleet.enrolled_hosts.yml").write_text(json.dumps({"plugin": "sshca.azure.enrolled_hosts",
+                                                               "resource_groups": [RG]}))
 
-    inventory = root / "fleet.enrolled_hosts.yml"
-    inventory.write_text(json.dumps({"plugin": "sshca.azure.enrolled_hosts", "resource_groups": [RG]}))
-    inv = ("-i", str(inventory))
 
-    # --- renewal ---------------------------------------------------------------------------------------
+def renew(fleet: Fleet) -> None:
+    """Forced renewal of the web hosts for 3 hours; then an ordinary run re-signs just those (due),
+    and a third changes nothing. Every new serial is what a fresh ssh-keyscan -c shows."""
+    root, vms, base, inv, clients = fleet.root, fleet.vms, fleet.base, fleet.inventory, fleet.clients
     before = {name: served_serials(vms[name]["public_ip"]) for name in FLEET}
     started = time.monotonic()
     short = run_playbook("renew.yml", dict(base, sshca_hosts_group="tag_role_web", sshca_renew_force=True,
@@ -188,15 +220,20 @@ def test_fleet_lifecycle(lab):
         now = served_serials(vms[name]["public_ip"])
         assert (now.isdisjoint(before[name])) == (name in web), name  # only the 3-hour certificates were due
         before[name] = now
-    assert by_config(work, "pa").returncode == 0
+    assert by_config(fleet.work, "pa").returncode == 0
 
     since = time.time()
     again = run_playbook("renew.yml", dict(base, sshca_hosts_group="sshca_enrolled"), root, extra_args=inv)
     assert again.rc == 0, again.output[-4000:]
     assert set(changed_hosts(again).values()) == {0}, changed_hosts(again)
-    assert [r for r in emu.requests(since) if r.get("write")] == []
+    assert [r for r in fleet.emu.requests(since) if r.get("write")] == []
 
-    # --- revocation ------------------------------------------------------------------------------------
+
+def revoke(fleet: Fleet) -> None:
+    """A user certificate revoked by serial is refused on every host, the admin still logs in; a
+    malformed KRL on the controller is refused before any host is touched."""
+    root, work, vms, base, host = fleet.root, fleet.work, fleet.vms, fleet.base, fleet.host
+    admin, known_hosts = fleet.admin, fleet.known_hosts
     alice = user_cert(work, "alice", ["grp:ops"])
     alice_serial = int(re.search(r"Serial: (\d+)", subprocess.run(
         ["ssh-keygen", "-L", "-f", f"{alice}-cert.pub"], capture_output=True, text=True, check=True).stdout).group(1))
@@ -235,7 +272,13 @@ def test_fleet_lifecycle(lab):
     assert rebuilt.rc == 0, rebuilt.output[-4000:]
     assert fresh_login(vms["pb"]["public_ip"], alice, known_hosts=known_hosts).returncode == 255
 
-    # --- decommission ----------------------------------------------------------------------------------
+
+def decommission(fleet: Fleet) -> None:
+    """Check mode lists what would go and changes nothing; the run revokes pe's certificates on the
+    other hosts and removes the VM, its NIC, public IP and disk and its client entries; a second run
+    changes nothing; a VM without the enrollment tags is refused."""
+    root, work, base, host, clients, emu = fleet.root, fleet.work, fleet.base, fleet.host, fleet.clients, fleet.emu
+    known_hosts = fleet.known_hosts
     pe_cert = root / "pe-cert.pub"
     pe_cert.write_bytes((work / "hosts" / "pe" / "ssh_host_ed25519_key-cert.pub").read_bytes())
     retire = dict(base, sshca_decommission=["pe"])
@@ -277,18 +320,35 @@ def test_fleet_lifecycle(lab):
                      r"did not enroll it; nothing was changed", refused.output)
     assert clients.compute.virtual_machines.get(RG, "stray").name == "stray"
 
-    # --- status ----------------------------------------------------------------------------------------
+
+def status(fleet: Fleet) -> None:
+    """One row per remaining host, matching its registry tags and what it serves; all locked, none due.
+    A host whose sshd takes passwords again is flagged, and fails the run when asked to."""
+    root, base, clients = fleet.root, fleet.base, fleet.clients
     report = root / "status.json"
-    status = run_playbook("status.yml", dict(base, sshca_status_json=str(report)), root)
+    args = dict(base, sshca_status_json=str(report), sshca_hosts_group="sshca_enrolled")
+    status = run_playbook("status.yml", args, root, extra_args=fleet.inventory)
     assert status.rc == 0, status.output[-4000:]
     rows = {row["host"]: row for row in json.loads(report.read_text())["hosts"]}
     assert sorted(rows) == ["pa", "pb", "pc", "pd"]
     for name, row in rows.items():
         tags = clients.compute.virtual_machines.get(RG, name).tags
         assert row["serial"] == int(tags["sshca-host-cert-serial"]) and row["serial"] in row["served_serials"]
+        assert row["tags"] == {"role": FLEET[name]}
         assert row["locked"] is True and row["renewal_due"] is False and row["problems"] == [], row
     assert re.search(r"HOST\s+TAGS\s+SERIAL\s+EXPIRES\s+RENEWAL DUE\s+LOCKED\s+PROBLEMS", status.output)
+    assert re.search(rf"pa\s+role=web\s+{rows['pa']['serial']}\s+\S+Z\s+no\s+yes\s+-", status.output)
     assert PASSPHRASE not in status.output
+
+    fleet.host["pd"].exec("sh", "-c", "echo 'PasswordAuthentication yes' > /etc/ssh/sshd_config.d/01-regression.conf")
+    try:
+        flagged = run_playbook("status.yml", dict(args, sshca_status_fail_on_problems=True), root,
+                               extra_args=fleet.inventory)
+    finally:
+        fleet.host["pd"].exec("rm", "-f", "/etc/ssh/sshd_config.d/01-regression.conf")
+    assert flagged.rc != 0 and "status: pd need attention" in flagged.output, flagged.output[-3000:]
+    rows = {row["host"]: row for row in json.loads(report.read_text())["hosts"]}
+    assert rows["pd"]["problems"] == ["not locked"] and rows["pa"]["problems"] == []
 
 
 def make_untagged_vm(root: Path, name: str) -> None:
