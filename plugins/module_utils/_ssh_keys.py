@@ -500,8 +500,8 @@ def public_key_of(private_key, comment=""):
     return key_from_blob(base64.b64decode(line.split()[1]), "private key", comment, min_rsa_bits=1024)
 
 
-def atomic_write(path, data, mode=0o600):
-    """Write a file whole or not at all: temp file in the same folder, fsync, rename, fsync the folder."""
+def _temp_beside(path, data, mode):
+    """A fsync'd temp file holding `data` in the folder of `path` (so a rename into place is atomic)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     folder = os.path.dirname(os.path.abspath(path))
@@ -512,16 +512,30 @@ def atomic_write(path, data, mode=0o600):
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _sync_folder(path):
+    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write(path, data, mode=0o600):
+    """Write a file whole or not at all: temp file in the same folder, fsync, rename, fsync the folder."""
+    tmp = _temp_beside(path, data, mode)
+    try:
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _sync_folder(path)
 
 
 def atomic_create(path, data, mode=0o600):
@@ -529,27 +543,14 @@ def atomic_create(path, data, mode=0o600):
 
     Parallel runs making the same key race; the first one's key wins and the others use it.
     """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=folder)
+    tmp = _temp_beside(path, data, mode)
     try:
-        os.fchmod(handle, mode)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        try:
-            os.link(tmp, path)  # unlike rename, never replaces what another run put there
-        except FileExistsError:
-            return False
+        os.link(tmp, path)  # unlike rename, never replaces what another run put there
+    except FileExistsError:
+        return False
     finally:
         os.unlink(tmp)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _sync_folder(path)
     return True
 
 
