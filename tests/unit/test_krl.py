@@ -61,9 +61,9 @@ def world(tmp_path) -> World:
 
 def test_check_apply_idempotent_with_every_kind_of_entry(world):
     alice, alice_serial = world.issue("alice")
-    bob, _ = world.issue("bob")
-    carol, _ = world.issue("carol")
-    host, _ = world.issue("web-1", "host", key_id="host:web-1")
+    bob = world.issue("bob")[0]
+    carol = world.issue("carol")[0]
+    host = world.issue("web-1", "host", key_id="host:web-1")[0]
     lost = make_keypair(world.root, "lost")
     revoked = [{"serial": alice_serial, "ca": "user", "reason": "laptop stolen"},
                {"key_id": "bob", "ca": "user"},
