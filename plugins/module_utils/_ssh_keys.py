@@ -548,8 +548,8 @@ def public_key_of(private_key, comment=""):
     return key_from_blob(base64.b64decode(line.split()[1]), "private key", comment, min_rsa_bits=1024)
 
 
-def atomic_write(path, data, mode=0o600):
-    """Write a file whole or not at all: temp file in the same folder, fsync, rename, fsync the folder."""
+def _temp_beside(path, data, mode):
+    """A fsync'd temp file holding `data` in the folder of `path` (so a rename into place is atomic)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     folder = os.path.dirname(os.path.abspath(path))
@@ -560,16 +560,46 @@ def atomic_write(path, data, mode=0o600):
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _sync_folder(path):
+    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write(path, data, mode=0o600):
+    """Write a file whole or not at all: temp file in the same folder, fsync, rename, fsync the folder."""
+    tmp = _temp_beside(path, data, mode)
+    try:
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)
+    _sync_folder(path)
+
+
+def atomic_create(path, data, mode=0o600):
+    """Like atomic_write, but only if `path` does not exist yet: False (nothing written) when it does.
+
+    Parallel runs making the same key race; the first one's key wins and the others use it.
+    """
+    tmp = _temp_beside(path, data, mode)
     try:
-        os.fsync(dir_fd)
+        os.link(tmp, path)  # unlike rename, never replaces what another run put there
+    except FileExistsError:
+        return False
     finally:
-        os.close(dir_fd)
+        os.unlink(tmp)
+    _sync_folder(path)
+    return True
 
 
 # --- a keypair on disk (ssh_keypair) ----------------------------------------------------------
@@ -684,7 +714,14 @@ class KeypairFiles:
     def apply(self, plan):
         """Carry out `plan`; returns the public key now on disk."""
         action = plan["key"]
-        if action in (KeyAction.CREATE, KeyAction.REGENERATE):
+        if action is KeyAction.CREATE:
+            key = generate_private_key(self.key_type, self.size, source="type")
+            if not atomic_create(self.path, private_key_to_openssh(key, self.passphrase), 0o600):
+                key, problem = self._read_existing()  # a parallel run made it first: use that one
+                if key is None:
+                    raise SSHKeyError(self.path, "was made meanwhile by another run and cannot be used (%s)"
+                                      % getattr(problem, "problem", problem))
+        elif action is KeyAction.REGENERATE:
             key = generate_private_key(self.key_type, self.size, source="type")
             atomic_write(self.path, private_key_to_openssh(key, self.passphrase), 0o600)
         elif action is KeyAction.ENCRYPT:
