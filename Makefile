@@ -68,7 +68,8 @@ $(STATE)/podman: tests/lab/labkit/podman.py | $(STATE)/venv
 demo: setup
 	@$(PY) tests/lab/demo.py
 
-# Independent suites run side by side; pytest's summary line is printed last.
+# Independent suites run side by side; pytest's summary line is printed last. The host images
+# (bookworm and trixie) are built first, one at a time, and only when their recipe changed.
 test: setup
 	@$(LABCTL) image >/dev/null
 	@status=0; $(MAKE) --no-print-directory -k -j3 -O lint sanity terraform-check pytest || status=$$?; \
@@ -117,7 +118,7 @@ bench: setup
 		$(PY) "$$b" || { echo "make bench: $$b failed" >&2; exit 1; }; \
 	done
 
-# The lab: the Azure emulator on 127.0.0.1 (then `eval "$$(tests/lab/labctl env)"`) and its host image.
+# The lab: the Azure emulator on 127.0.0.1 (then `eval "$$(tests/lab/labctl env)"`) and its host images.
 lab-up: setup
 	@$(LABCTL) image >/dev/null
 	@$(LABCTL) up

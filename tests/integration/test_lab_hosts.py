@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from labkit import hosts
+from labkit import cli, hosts
 
 pytestmark = pytest.mark.lab
 
@@ -45,6 +45,31 @@ def test_sshd_listens_only_on_its_own_address_and_survives_restart(lab_host, key
     hosts.wait_for_ssh(lab_host.address, timeout=30)
     assert host_key_fingerprint(lab_host.address) == before
     assert lab_host.ssh(keypair.private, "true").returncode == 0
+
+
+def test_socket_activated_host_starts_sshd_the_way_ubuntu_2404_does(lab_host_factory, keypair, capsys):
+    host = lab_host_factory([keypair.public_text], suite="trixie", ssh_activation="socket")
+    assert cli.main(["hosts"]) == 0
+    assert f"{host.name}\t{host.address}\tazureuser\t{host.hostname}\ttrixie/socket\tpytest" in capsys.readouterr().out
+    assert host.exec("systemctl", "is-enabled", "ssh.socket", "ssh.service", check=False).stdout.split() == [
+        "enabled", "disabled"]
+    # Built at boot from sshd_config's ListenAddress, as Ubuntu's sshd-socket-generator does.
+    dropin = host.exec("cat", "/run/systemd/generator/ssh.socket.d/addresses.conf").stdout
+    assert f"\nListenStream=\nListenStream={host.address}:22\nFreeBind=yes\n" in dropin
+    shown = host.exec("systemctl", "show", "ssh.socket", "--property=Listen", "--property=FreeBind").stdout
+    assert shown.splitlines() == ["FreeBind=yes", f"Listen={host.address}:22 (Stream)"]
+    assert not hosts._port_open("127.0.0.1")
+    # No sshd runs until a connection comes; the connection starts it.
+    host.exec("systemctl", "stop", "ssh.service")
+    assert host.exec("pgrep", "-x", "sshd", check=False).returncode == 1
+    login = host.ssh(keypair.private, "systemctl is-active ssh.service")
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.strip() == "active"
+    assert host.exec("sshd", "-V", check=False).stderr.startswith("OpenSSH_10.0")
+    # systemd 257's extra AF_UNIX listener for sshd is not there (Ubuntu 24.04's 255 has none).
+    units = host.exec("systemctl", "list-units", "--all", "--no-legend", "--plain", "*ssh*").stdout
+    assert "sshd-unix-local" not in units and "sshd-vsock" not in units
+    assert host.exec("test", "-e", "/run/ssh-unix-local/socket", check=False).returncode == 1
 
 
 def test_two_hosts_run_side_by_side(lab_host_factory, keypair):
@@ -91,6 +116,10 @@ def test_an_address_held_by_another_host_is_refused(lab_host_factory, keypair):
         ({"address": "127.0.0.1"}, "address 127.0.0.1 must be a loopback address"),
         ({"address": "not-an-ip"}, "address 'not-an-ip' is not an IPv4 address"),
         ({"admin_user": "Root User"}, "admin user 'Root User'"),
+        ({"suite": "focal"}, "suite 'focal' is not one of bookworm, trixie"),
+        ({"suite": "trixie", "ssh_activation": "inetd"}, "ssh activation 'inetd' is not one of service, socket"),
+        ({"suite": "bookworm", "ssh_activation": "socket"},
+         "ssh activation 'socket' needs suite trixie: bookworm's sshd cannot take its socket from systemd"),
     ],
 )
 def test_bad_host_settings_are_refused_before_anything_starts(kwargs, message, keypair):

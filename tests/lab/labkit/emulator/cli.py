@@ -44,7 +44,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     lab_hosts = client.lab_hosts()
     print(f"lab hosts: {len(lab_hosts)}")
     for host in lab_hosts:
-        print(f"  {host.name}\t{host.address}\t{host.admin_user}\t{host.hostname}")
+        print(f"  {host.name}\t{host.address}\t{host.admin_user}\t{host.hostname}\t{host.kind}")
     return 0
 
 
