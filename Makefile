@@ -99,8 +99,12 @@ terraform-check:
 	@echo "== terraform =="
 	@if [ -d terraform ]; then $(PY) -m pytest -q -p no:cacheprovider tests/terraform; else echo "no terraform/ yet"; fi
 
+# Every bench runs even when one fails; make bench fails if any did.
 bench: setup
-	@for b in bench/*/run; do [ -x "$$b" ] && { echo "== $$b =="; $(PY) "$$b"; }; done; true
+	@$(LABCTL) image >/dev/null
+	@status=0; for b in bench/*/run; do \
+		[ -x "$$b" ] || continue; echo "== $$b =="; $(PY) "$$b" || { echo "$$b: FAILED"; status=1; }; \
+	done; exit $$status
 
 # The lab: the Azure emulator on 127.0.0.1 (then `eval "$$(tests/lab/labctl env)"`) and its host image.
 lab-up: setup
