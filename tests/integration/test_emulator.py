@@ -10,7 +10,9 @@ import base64
 import hashlib
 import ipaddress
 import itertools
+import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -143,13 +145,18 @@ def keygen(folder: Path, name: str, *args: str) -> Path:
     return private
 
 
-def vm_model(name: str, nic_id: str, key_data: str, admin: str = "azureuser") -> cm.VirtualMachine:
+UBUNTU_2404 = cm.ImageReference(publisher="Canonical", offer="ubuntu-24_04-lts", sku="server", version="latest")
+UBUNTU_2204 = cm.ImageReference(publisher="Canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts-gen2",
+                                version="latest")
+
+
+def vm_model(name: str, nic_id: str, key_data: str, admin: str = "azureuser",
+             image: cm.ImageReference = UBUNTU_2404) -> cm.VirtualMachine:
     return cm.VirtualMachine(
         location=LOCATION,
         hardware_profile=cm.HardwareProfile(vm_size="Standard_B1s"),
         storage_profile=cm.StorageProfile(
-            image_reference=cm.ImageReference(publisher="Canonical", offer="ubuntu-24_04-lts", sku="server",
-                                              version="latest"),
+            image_reference=image,
             os_disk=cm.OSDisk(create_option="FromImage", delete_option="Delete")),
         os_profile=cm.OSProfile(computer_name=name, admin_username=admin, linux_configuration=cm.LinuxConfiguration(
             disable_password_authentication=True,
@@ -173,18 +180,19 @@ def make_nic(azure: Azure, network: dict, name: str, public_ip: bool = True) -> 
 
 @pytest.fixture(scope="module")
 def vms(azure, network, tmp_path_factory):
-    """Two VMs: one given an RSA key in RFC 4716 form, one an OpenSSH ed25519 line."""
+    """Two VMs: Ubuntu 22.04 given an RSA key in RFC 4716 form, 24.04 an OpenSSH ed25519 line."""
     folder = tmp_path_factory.mktemp("keys")
     rsa_key = keygen(folder, "boot_rsa", "-t", "rsa", "-b", "3072")
     rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", f"{rsa_key}.pub"], capture_output=True, text=True,
                              check=True).stdout
     ed_key = keygen(folder, "boot_ed25519", "-t", "ed25519")
-    specs = {"vm-rfc": (rsa_key, rfc4716), "vm-openssh": (ed_key, Path(f"{ed_key}.pub").read_text())}
+    specs = {"vm-rfc": (rsa_key, rfc4716, UBUNTU_2204),
+             "vm-openssh": (ed_key, Path(f"{ed_key}.pub").read_text(), UBUNTU_2404)}
     pollers = {}
-    for name, (_key, key_data) in specs.items():
+    for name, (_key, key_data, image) in specs.items():
         nic = make_nic(azure, network, name)
-        pollers[name] = azure.compute.virtual_machines.begin_create_or_update(RG, name, vm_model(name, nic.id,
-                                                                                                 key_data))
+        pollers[name] = azure.compute.virtual_machines.begin_create_or_update(RG, name, vm_model(
+            name, nic.id, key_data, image=image))
     created = {name: poller.result() for name, poller in pollers.items()}
     return {name: {"vm": vm, "key": specs[name][0],
                    "ip": azure.network.public_ip_addresses.get(RG, f"{name}-ip").ip_address}
@@ -207,6 +215,17 @@ def test_vms_from_rfc4716_and_openssh_keys_let_their_bootstrap_keys_in(azure, vm
         login = ssh(vm["ip"], vm["key"], "hostname; id -un; sudo -n true && echo sudo-ok")
         assert login.returncode == 0, login.stderr
         assert login.stdout.split() == [name, "azureuser", "sudo-ok"]
+
+
+def test_ubuntu_2404_vms_start_sshd_from_a_socket_and_2204_vms_from_a_service(azure, vms):
+    """Debian stand-ins, not Ubuntu: trixie with ssh.socket for 24.04, bookworm with ssh.service for 22.04."""
+    for name, (debian, sshd_unit) in {"vm-openssh": ("13", "ssh.socket"), "vm-rfc": ("12", "ssh.service")}.items():
+        view = azure.compute.virtual_machines.instance_view(RG, name)
+        assert (view.os_name, view.os_version) == ("debian", debian)
+        out = ssh(vms[name]["ip"], vms[name]["key"], "cut -d. -f1 /etc/debian_version; "
+                  "systemctl is-enabled ssh.socket ssh.service || true").stdout.split()
+        assert out[0] == debian
+        assert dict(zip(["ssh.socket", "ssh.service"], out[1:], strict=True))[sshd_unit] == "enabled", out
 
 
 def test_public_ip_without_vm_only_reserves_an_address(azure, network, emu):
@@ -238,6 +257,54 @@ def test_patch_applies_identity_and_os_disk_delete_option_in_place(azure, vms):
     assert patched.storage_profile.os_disk.delete_option == "Detach"
     again = azure.compute.virtual_machines.get(RG, "vm-rfc")
     assert again.identity.principal_id == patched.identity.principal_id
+
+
+# --- Run Command -------------------------------------------------------------------------------
+
+def run_shell(azure: Azure, vm: str, *lines: str, parameters=()):
+    return azure.compute.virtual_machines.begin_run_command(RG, vm, cm.RunCommandInput(
+        command_id="RunShellScript", script=list(lines),
+        parameters=[cm.RunCommandInputParameter(name=f"arg{n}", value=v) for n, v in enumerate(parameters, 1)]))
+
+
+def test_run_command_runs_the_script_as_root_in_the_vm_and_answers_as_azure_does(azure, vms, emu):
+    host = next(h for h in emu.lab_hosts() if h.address == vms["vm-rfc"]["ip"])
+    since = time.time()
+    result = run_shell(azure, "vm-rfc", "cat /etc/ssh/ssh_host_ed25519_key.pub", 'id -un >&2; echo "$2|$1" >&2',
+                       "exit 3", parameters=["a b", "c"]).result()
+    host_key = host.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
+    assert host_key.startswith("ssh-ed25519 ")
+    [status] = result.value
+    assert (status.code, status.level, status.display_status) == ("ProvisioningState/succeeded", "Info",
+                                                                   "Provisioning succeeded")
+    # RunCommandLinux reports "succeeded" whatever the script's exit status.
+    assert status.message == f"Enable succeeded: \n[stdout]\n{host_key}\n[stderr]\nroot\nc|a b\n"
+    log = emu.requests(since)
+    post = next(e for e in log if e["method"] == "POST" and e["path"].endswith("/vm-rfc/runCommand"))
+    assert post["status"] == 202 and post["retry_after"] == "1"
+    assert post["run_command"]["commandId"] == "RunShellScript"
+    assert post["run_command"]["script"][0] == "cat /etc/ssh/ssh_host_ed25519_key.pub"
+    assert [e["status"] for e in log if e["op"] == "GET operations"][-1] == 200
+
+
+def test_run_command_refuses_what_azure_refuses(azure, vms, network, emu):
+    with pytest.raises(ResourceNotFoundError) as unknown:
+        azure.compute.virtual_machines.begin_run_command(RG, "vm-rfc", cm.RunCommandInput(
+            command_id="RunPowerShellScript", script=["Get-Date"]))
+    assert unknown.value.error.code == "NotFound"
+    azure.compute.virtual_machines.begin_deallocate(RG, "vm-rfc").result()
+    try:
+        view = azure.compute.virtual_machines.instance_view(RG, "vm-rfc")
+        assert "PowerState/deallocated" in [s.code for s in view.statuses]
+        assert ssh(vms["vm-rfc"]["ip"], vms["vm-rfc"]["key"], "true").returncode != 0  # the host is down
+        with pytest.raises(HttpResponseError) as deallocated:
+            run_shell(azure, "vm-rfc", "true")
+        assert deallocated.value.status_code == 409 and deallocated.value.error.code == "OperationNotAllowed"
+    finally:
+        azure.compute.virtual_machines.begin_start(RG, "vm-rfc").result()
+    assert run_shell(azure, "vm-rfc", "echo back").result().value[0].message.startswith(
+        "Enable succeeded: \n[stdout]\nback\n")
+    assert ssh(vms["vm-rfc"]["ip"], vms["vm-rfc"]["key"], "true").returncode == 0
 
 
 def test_lro_polling_follows_retry_after(azure, network, emu):
@@ -306,6 +373,9 @@ def test_without_lab_hosts_a_vm_is_data_only(azure, network, emu):
         assert "PowerState/running" in [s.code for s in azure.compute.virtual_machines.instance_view(
             RG, "vm-data").statuses]
         assert {h.name for h in emu.lab_hosts()} == hosts_before
+        with pytest.raises(HttpResponseError) as no_agent:  # no host, so no VM agent to run a script
+            run_shell(azure, "vm-data", "true").result()
+        assert no_agent.value.error.code == "VMAgentStatusCommunicationError"
         azure.compute.virtual_machines.begin_delete(RG, "vm-data").result()
     finally:
         emu.set_faults(lab_hosts=True)
@@ -321,19 +391,85 @@ def test_standalone_empty_disk(azure, network):
         azure.compute.disks.get(RG, "data-1")
 
 
-def test_write_budget_throttles_like_arm_and_the_sdk_waits(azure, network, emu):
-    emu.set_faults(write_budget={"limit": 2, "window": 2})
+def test_a_write_burst_beyond_arms_bucket_is_throttled_and_the_sdk_waits(azure, network, emu):
+    emu.set_throttling(arm=0.1)  # writes: a bucket of 20, refilled 1 a second
+    seen = []
     try:
         since = time.time()
-        for value in ("a", "b", "c"):
-            group = azure.resources.resource_groups.update(RG, {"tags": {"round": value}})
-            assert group.tags == {"round": value}
+        for n in range(24):
+            group = azure.resources.resource_groups.update(RG, {"tags": {"round": str(n)}}, raw_response_hook=(
+                lambda response: seen.append(response.http_response.headers)))
+            assert group.tags == {"round": str(n)}
     finally:
-        emu.set_faults(write_budget=None)
-    log = [e for e in emu.requests(since) if e["method"] == "PATCH"]
-    throttled = [e for e in log if e["status"] == 429]
-    assert throttled and throttled[0]["fault"] == "429-budget"
-    assert [e["status"] for e in log if e["status"] != 429] == [200, 200, 200]
+        emu.set_throttling(arm=1.0)
+    patches = [e for e in emu.requests(since) if e["method"] == "PATCH"]
+    throttled = [e for e in patches if e["status"] == 429]
+    assert throttled and all(e["fault"] == "429-arm" and e["retry_after"] == "1" for e in throttled)
+    assert len([e for e in patches if e["status"] == 200]) == 24  # every write went through in the end
+    remaining = [int(h["x-ms-ratelimit-remaining-subscription-writes"]) for h in seen]
+    assert remaining[0] == 19 and 0 in remaining
+    assert int(seen[0]["x-ms-ratelimit-remaining-subscription-global-writes"]) == 20 * 15 - 1
+
+
+def test_compute_put_vm_bucket_refuses_new_vms_with_computes_answer(azure, network, emu):
+    emu.set_throttling(compute=0.002)  # Put VM: a bucket of 3, refilled 1 a minute
+    try:
+        for n in range(3):  # each creation counts, whether it then succeeds or not
+            with pytest.raises(HttpResponseError) as refused:
+                azure.compute.virtual_machines.begin_create_or_update(RG, f"vm-q{n}", vm_model(
+                    f"vm-q{n}", "no-such-nic", "ssh-ed25519 AAAA"))
+            assert refused.value.status_code != 429
+        with pytest.raises(HttpResponseError) as throttled:
+            azure.compute.virtual_machines.begin_create_or_update(RG, "vm-q3", vm_model(
+                "vm-q3", "no-such-nic", "ssh-ed25519 AAAA"), retry_total=0)
+    finally:
+        emu.set_throttling(compute=1.0)
+    response = throttled.value.response
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 50
+    assert response.headers["x-ms-ratelimit-remaining-resource"] == "Microsoft.Compute/PutVM;0"
+    assert throttled.value.error.code == "OperationNotAllowed"
+    assert throttled.value.error.details[0].target == "PutVM"
+
+
+def test_a_write_applied_then_answered_503_is_not_duplicated_by_the_sdks_retry(azure, network, emu):
+    emu.set_faults(lab_hosts=False, faults=[{"rate": 1.0, "statuses": [503], "methods": ["PUT"], "applied": True,
+                                            "paths": "/(virtualMachines/vm-once|publicIPAddresses/vm-once-ip)$",
+                                            "max_per_call": 1}])
+    try:
+        since = time.time()
+        nic = make_nic(azure, network, "vm-once")
+        key = "ssh-ed25519 " + base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + bytes(32)).decode()
+        vm = azure.compute.virtual_machines.begin_create_or_update(RG, "vm-once", vm_model(
+            "vm-once", nic.id, key)).result()
+    finally:
+        emu.set_faults(lab_hosts=True, faults={"rate": 0.0})
+    puts = [(e["path"].rsplit("/", 1)[1], e["status"], e["fault"]) for e in emu.requests(since) if e["method"] == "PUT"]
+    assert ("vm-once", 503, "503-applied") in puts and ("vm-once-ip", 503, "503-applied") in puts
+    assert vm.provisioning_state == "Succeeded"
+    assert [v.name for v in azure.compute.virtual_machines.list(RG)].count("vm-once") == 1
+    disks = [d for d in azure.compute.disks.list_by_resource_group(RG) if d.managed_by == vm.id]
+    assert len(disks) == 1
+    ips = [p for p in azure.network.public_ip_addresses.list(RG) if p.name.startswith("vm-once")]
+    assert len(ips) == 1 and ips[0].ip_address
+    azure.compute.virtual_machines.begin_delete(RG, "vm-once").result()
+
+
+def test_cloud_metadata_leads_an_sdk_from_the_arm_url_to_authority_and_audience(azure, emu):
+    for api_version in ("2015-01-01", "2022-09-01"):  # azure.azcollection's (msrestazure), azure-cli's
+        response = requests.get(f"{emu.base_url}/metadata/endpoints", params={"api-version": api_version},
+                                verify=str(emu.ca_bundle), timeout=10)
+        assert response.status_code == 200
+        metadata = response.json()
+        arm = metadata.get("resourceManager", emu.base_url + "/")
+        authority, audience = metadata["authentication"]["loginEndpoint"], metadata["authentication"]["audiences"][0]
+        credential = ClientSecretCredential(azure.env["AZURE_TENANT_ID"], azure.env["AZURE_CLIENT_ID"],
+                                            azure.env["AZURE_CLIENT_SECRET"], authority=authority,
+                                            disable_instance_discovery=True)
+        client = ResourceManagementClient(credential, azure.sub, base_url=arm,
+                                          credential_scopes=[audience.rstrip("/") + "/.default"])
+        assert client.resource_groups.get(RG).name == RG
+        everything = json.dumps(metadata)
+        assert all(url.startswith(emu.base_url) for url in re.findall(r"https?://[^\"]+", everything))
 
 
 def test_guard_catches_msal_instance_discovery_which_the_lab_must_disable(azure):

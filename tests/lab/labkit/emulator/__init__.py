@@ -125,6 +125,10 @@ class Client:
         """Merge settings (see labkit.emulator.server.DEFAULT_SETTINGS) into the running emulator's."""
         return self._call("PATCH", "faults", settings)
 
+    def set_throttling(self, **scales: float | None) -> dict:
+        """Scale ARM's (`arm=`) or Compute's (`compute=`) token buckets; None: count, never refuse."""
+        return self.set_faults(throttling={**self.faults().get("throttling", {}), **scales})
+
     def reset_faults(self) -> dict:
         return self._call("PUT", "faults", {})
 

@@ -6,7 +6,9 @@ DELETE answers 202 with both; the operation status resource says InProgress unti
 done and its configured latency has passed, then Succeeded (or Failed with an ARM error).
 
 A virtual machine is a real lab host: its creation boots one in the background (the operation
-stays InProgress until sshd answers), its deletion removes it.
+stays InProgress until sshd answers), its deletion removes it, deallocate and start stop and start
+its container, and Run Command runs a script in it as root (through `podman exec`, as the VM
+agent would), answering with the output in the shape Azure's RunCommandLinux extension reports.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import math
 import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -51,6 +54,7 @@ class Reply:
     status: int
     body: dict | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    log: dict = field(default_factory=dict)  # extra fields for the request log
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,12 @@ RESERVED_ADMIN_NAMES = {
 }
 ADMIN_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,63}$", re.IGNORECASE)
 
+# Run Command ids Azure offers on Linux VMs (RunShellScript takes the script; the others are fixed).
+LINUX_RUN_COMMANDS = {"RunShellScript": None, "ifconfig": ["ifconfig"]}
+RUN_COMMAND_OUTPUT_BYTES = 4096  # Azure reports the last 4,096 bytes of stdout and of stderr
+RUN_COMMAND_TIMEOUT = 5400  # Azure stops a Run Command script after 90 minutes
+NOT_RUNNING = ("OperationNotAllowed", "The operation requires the VM to be running (or set to run).")
+
 DEFAULT_NSG_RULES = [
     ("AllowVnetInBound", "Allow", "Inbound", 65000, "VirtualNetwork", "VirtualNetwork"),
     ("AllowAzureLoadBalancerInBound", "Allow", "Inbound", 65001, "AzureLoadBalancer", "*"),
@@ -121,6 +131,47 @@ def _merge(target: dict, patch: dict) -> dict:
 
 def _ref(obj: dict | None) -> str | None:
     return (obj or {}).get("id")
+
+
+DEFAULT_HOST_KIND = {"suite": "bookworm", "ssh_activation": "service"}
+DEBIAN_VERSIONS = {"bookworm": "12", "trixie": "13"}
+
+
+def lab_host_kind(image: dict) -> dict:
+    """The lab host kind standing in for an Azure image, as the keyword arguments hosts.start_host
+    takes beyond its default (bookworm with ssh.service, for Ubuntu 22.04 and everything else).
+    Ubuntu 24.04 starts sshd from ssh.socket: Debian trixie set up that way stands in for it.
+    Neither is Ubuntu."""
+    publisher, offer, sku = ((image.get(key) or "").lower() for key in ("publisher", "offer", "sku"))
+    if publisher == "canonical":
+        if offer == "ubuntu-24_04-lts" or offer.startswith("0001-com-ubuntu-server-noble"):
+            return {"suite": "trixie", "ssh_activation": "socket"}
+        if offer.startswith("0001-com-ubuntu-server-jammy") and sku.startswith("22_04-lts"):
+            return {}  # bookworm with ssh.service: OpenSSH 9.2 against jammy's 8.9
+    return {}
+
+
+def _run_command_message(stdout: bytes, stderr: bytes) -> str:
+    """The message RunCommandLinux reports: succeeded whatever the script's exit status."""
+    def tail(data: bytes) -> str:
+        return data[-RUN_COMMAND_OUTPUT_BYTES:].decode(errors="replace")
+
+    return f"Enable succeeded: \n[stdout]\n{tail(stdout)}\n[stderr]\n{tail(stderr)}"
+
+
+def _agent_silent(vm_name: str) -> ArmError:
+    """What Azure reports when a VM's agent does not answer (here: the VM has no lab host)."""
+    return ArmError(409, "VMAgentStatusCommunicationError",
+                    f"VM '{vm_name}' has not reported status for VM agent or extensions. Verify that the OS is up "
+                    "and healthy, the VM has a running VM agent, and that it can establish outbound connections "
+                    "to Azure storage.")
+
+
+def _lab_host(job: dict) -> hosts.Host:
+    host = next((h for h in hosts.list_hosts(OWNER) if h.name == job["host"]), None) if job["host"] else None
+    if host is None:
+        raise _agent_silent(job["vm"])
+    return host
 
 
 def _port22_open(address: str) -> bool:
@@ -225,28 +276,63 @@ class Arm:
         job = op["job"]
 
         def run() -> None:
+            output = None
             try:
                 if job["kind"] == "start_host":
                     host = self._start_host(job["name"], job["keys"], address=job["address"],
-                                            admin_user=job["admin_user"], hostname=job["hostname"], owner=OWNER)
+                                            admin_user=job["admin_user"], hostname=job["hostname"], owner=OWNER,
+                                            **job.get("host_kind", {}))
                     with self.store.lock:
                         record = self.get(op["resource"])
                         if record:
                             record["lab"]["address"] = host.address
-                else:
+                elif job["kind"] == "stop_hosts":
                     for name in job["names"]:
                         self._stop_host(name)
+                elif job["kind"] == "run_command":
+                    output = self._run_in_host(job)
+                else:  # deallocate / start: the container stops or boots again, its disk kept
+                    self._power_host(job)
                 outcome, error = "done", None
+            except ArmError as err:  # what Azure itself reports for this failure
+                outcome, error = "failed", {"code": err.code, "message": err.message}
             except Exception as err:  # reported through the operation, like a provisioning failure
                 outcome = "failed"
                 error = {"code": "OSProvisioningInternalError" if op["action"] == "put" else "InternalOperationError",
                          "message": f"Lab host operation failed: {str(err).splitlines()[0]}"}
             with self.store.lock:
                 op["work"], op["error"] = outcome, error
+                if output is not None:
+                    op["output"] = output
                 self.advance()
                 self.store.save()
 
         threading.Thread(target=run, name=f"op-{op['id'][:8]}", daemon=True).start()
+
+    @staticmethod
+    def _run_in_host(job: dict) -> dict:
+        """A Run Command script, run as root in the VM's host; the RunCommandResult for it."""
+        host = _lab_host(job)
+        try:
+            proc = subprocess.run(["podman", "exec", host.container, "sh", "-c", job["script"], "sh", *job["args"]],
+                                  capture_output=True, stdin=subprocess.DEVNULL, timeout=RUN_COMMAND_TIMEOUT,
+                                  check=False)
+        except subprocess.TimeoutExpired as err:
+            proc = subprocess.CompletedProcess(err.cmd, -1, err.stdout or b"", err.stderr or b"")
+        if proc.returncode == 125 and proc.stderr.startswith(b"Error: "):  # podman's own failure
+            raise _agent_silent(job["vm"])
+        return {"value": [{"code": "ProvisioningState/succeeded", "level": "Info",
+                           "displayStatus": "Provisioning succeeded",
+                           "message": _run_command_message(proc.stdout, proc.stderr)}]}
+
+    @staticmethod
+    def _power_host(job: dict) -> None:
+        host = _lab_host(job)
+        if job["kind"] == "deallocate":
+            subprocess.run(["podman", "stop", "--time", "5", host.container], capture_output=True, check=True)
+        else:
+            subprocess.run(["podman", "start", host.container], capture_output=True, check=True)
+            hosts.wait_for_ssh(host.address)
 
     def _op_urls(self, op: dict) -> tuple[str, str]:
         if op["namespace"] == "Microsoft.Resources":
@@ -254,8 +340,10 @@ class Arm:
                    f"?api-version={op['api_version']}")
             return url, url
         root = f"{self.base_url}/subscriptions/{self.sub}/providers/{op['namespace']}/locations/{op['location']}"
-        return (f"{root}/operations/{op['id']}?api-version={op['api_version']}",
-                f"{root}/operationResults/{op['id']}?api-version={op['api_version']}")
+        status = f"{root}/operations/{op['id']}?api-version={op['api_version']}"
+        if op["action"] == "runCommand":  # Compute's Location for Run Command: the operation, monitored
+            return status, f"{root}/operations/{op['id']}?monitor=true&api-version={op['api_version']}"
+        return status, f"{root}/operationResults/{op['id']}?api-version={op['api_version']}"
 
     def _lro_headers(self, op: dict, location: bool = True) -> dict[str, str]:
         async_url, location_url = self._op_urls(op)
@@ -273,8 +361,9 @@ class Arm:
             if op["work"] == "failed":
                 op["status"], op["endTime"] = "Failed", _now_iso()
                 record = self.get(op["resource"])
-                if record and op["action"] != "delete":
-                    record["body"]["properties"]["provisioningState"] = "Failed"
+                if record and op["action"] in ("put", "start"):
+                    if op["action"] == "put":
+                        record["body"]["properties"]["provisioningState"] = "Failed"
                     record["lab"]["power"] = "stopped"
                 continue
             if op["work"] == "pending" or now < op["not_before"]:
@@ -283,14 +372,19 @@ class Arm:
             if op["action"] == "delete":
                 for resource_id in op["removes"]:
                     self._finish_removal(resource_id)
-            else:
+            elif op["action"] in ("deallocate", "start"):
+                record = self.get(op["resource"])
+                if record:
+                    record["lab"]["power"] = "deallocated" if op["action"] == "deallocate" else "running"
+            elif op["action"] == "put":
                 record = self.get(op["resource"])
                 # An update that ends while the creation still runs must not claim Succeeded early.
                 still_busy = any(other is not op and other["status"] == "InProgress"
                                  and other["resource"] == op["resource"] for other in self.store.operations.values())
                 if record and not still_busy:
                     record["body"]["properties"]["provisioningState"] = "Succeeded"
-                    if record["body"]["type"] == "Microsoft.Compute/virtualMachines":
+                    if record["body"]["type"] == "Microsoft.Compute/virtualMachines" and \
+                            record["lab"].get("power") == "starting":
                         record["lab"]["power"] = "running"
         # Keep finished operations for an hour, as pollers may come back late.
         for op_id in [k for k, v in self.store.operations.items() if v["status"] != "InProgress"
@@ -306,6 +400,27 @@ class Arm:
             self._detach_vm(body)
         elif body["type"] == "Microsoft.Network/networkInterfaces":
             self._link_nic(body, attach=False)
+
+    def compute_policy(self, method: str, path: str) -> str | None:
+        """Which of Compute's throttling policies a request falls under (VMs and their operations)."""
+        low = [p.lower() for p in path.split("/") if p]
+        if len(low) == 8 and low[2:5] == ["providers", "microsoft.compute", "locations"] and low[6] == "operations":
+            return "GetOperation"
+        if low[2:3] == ["providers"] and low[3:5] == ["microsoft.compute", "virtualmachines"] and len(low) == 5:
+            return "HighCostGetVM"
+        if len(low) < 7 or low[4:7] != ["providers", "microsoft.compute", "virtualmachines"]:
+            return None
+        if len(low) == 7:
+            return "HighCostGetVM"
+        action = low[8] if len(low) > 8 else ""
+        if method in ("GET", "HEAD"):
+            return "LowCostGetVM"
+        if method == "DELETE" or action == "deallocate":
+            return "DeleteVM"
+        if method == "PUT" and not self.get(f"/subscriptions/{low[1]}/resourceGroups/{low[3]}/providers/"
+                                            f"Microsoft.Compute/virtualMachines/{low[7]}"):
+            return "PutVM"
+        return "UpdateVM"
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -328,7 +443,7 @@ class Arm:
             return self._operation_result(parts[3], rg_style=True)
         if len(low) >= 4 and low[2] == "providers":
             if len(low) == 8 and low[4] == "locations" and low[6] in ("operations", "operationresults"):
-                return self._operation(parts[7], status=low[6] == "operations")
+                return self._operation(parts[7], status=low[6] == "operations" and query.get("monitor") != "true")
             kind = KINDS.get((low[3], low[4])) if len(low) == 5 else None
             if kind and method == "GET":
                 return self._list(kind, None, query)
@@ -362,7 +477,7 @@ class Arm:
                 if kind.type == "virtualNetworks" and low[8] == "subnets":
                     return self._subnets(method, rg, name, parts[9] if len(parts) > 9 else None, body, api)
                 if kind.type == "virtualMachines" and len(low) == 9:
-                    return self._vm_sub(method, rg, name, low[8], api)
+                    return self._vm_sub(method, rg, name, low[8], body, api)
         raise ArmError(404, "InvalidRequestUri", f"The request URI '{path}' is not valid.")
 
     # --- operations -----------------------------------------------------------------------
@@ -385,6 +500,8 @@ class Arm:
             body["endTime"] = op.get("endTime")
         if op["status"] == "Failed":
             body["error"] = op["error"]
+        if op["status"] == "Succeeded" and "output" in op:
+            body["properties"] = {"output": op["output"]}
         return Reply(200, body, headers)
 
     def _operation_result(self, op_id: str, rg_style: bool) -> Reply:
@@ -395,6 +512,10 @@ class Arm:
             raise ArmError(500 if rg_style else 400, op["error"]["code"], op["error"]["message"])
         if op["action"] == "delete":
             return Reply(200 if rg_style else 204)
+        if op["action"] == "runCommand":
+            return Reply(200, op["output"])
+        if op["action"] in ("deallocate", "start"):
+            return Reply(200)
         record = self.get(op["resource"])
         return Reply(200, self._out(record) if record else None)
 
@@ -1118,8 +1239,10 @@ class Arm:
         job = None
         if self.settings().get("lab_hosts", True):
             job = {"kind": "start_host", "name": host, "keys": keys, "address": address,
-                   "admin_user": os_profile["adminUsername"], "hostname": os_profile["computerName"].lower()}
-        lab = {"host": host if job else None, "address": address, "power": "starting"}
+                   "admin_user": os_profile["adminUsername"], "hostname": os_profile["computerName"].lower(),
+                   "host_kind": lab_host_kind(image)}
+        lab = {"host": host if job else None, "address": address, "power": "starting",
+               "suite": lab_host_kind(image).get("suite", DEFAULT_HOST_KIND["suite"])}
         return self._accepted_put(new, None, api, job, lab=lab, creating_state="Creating")
 
     def _vm_public_ip(self, nic: dict) -> str | None:
@@ -1212,8 +1335,9 @@ class Arm:
         body, lab = record["body"], record["lab"]
         state = body["properties"].get("provisioningState", "Succeeded")
         power = {"starting": ("PowerState/starting", "VM starting"), "running": ("PowerState/running", "VM running"),
-                 "stopping": ("PowerState/stopping", "VM stopping"),
-                 "stopped": ("PowerState/stopped", "VM stopped")}[lab.get("power", "running")]
+                 "stopping": ("PowerState/stopping", "VM stopping"), "stopped": ("PowerState/stopped", "VM stopped"),
+                 "deallocating": ("PowerState/deallocating", "VM deallocating"),
+                 "deallocated": ("PowerState/deallocated", "VM deallocated")}[lab.get("power", "running")]
         statuses = [{"code": f"ProvisioningState/{state.lower()}", "level": "Info" if state != "Failed" else "Error",
                      "displayStatus": f"Provisioning {state.lower()}"}]
         if state == "Succeeded":
@@ -1221,21 +1345,55 @@ class Arm:
         statuses.append({"code": power[0], "level": "Info", "displayStatus": power[1]})
         disk = body["properties"]["storageProfile"]["osDisk"]
         return {"computerName": body["properties"]["osProfile"]["computerName"], "osName": "debian",
-                "osVersion": "12", "hyperVGeneration": "V2",
+                "osVersion": DEBIAN_VERSIONS[lab.get("suite", DEFAULT_HOST_KIND["suite"])], "hyperVGeneration": "V2",
                 "vmAgent": {"vmAgentVersion": "2.9.1.1", "statuses": [
                     {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready",
                      "message": "Guest Agent is running"}]},
                 "disks": [{"name": disk["name"], "statuses": statuses[:1]}],
                 "statuses": statuses}
 
-    def _vm_sub(self, method: str, rg: str, name: str, action: str, api: str) -> Reply:
+    def _vm_sub(self, method: str, rg: str, name: str, action: str, body: dict | None, api: str) -> Reply:
         kind = KINDS[("microsoft.compute", "virtualmachines")]
         record = self.get(self.rid(rg, kind, name))
         if not record:
             raise self._not_found(kind, rg, name)
         if action == "instanceview" and method == "GET":
             return Reply(200, self._instance_view(record))
+        if action == "runcommand" and method == "POST":
+            return self._run_command(record, body or {}, api)
+        if action in ("deallocate", "start") and method == "POST":
+            return self._power(record, action, api)
         raise ArmError(404, "InvalidRequestUri", f"Action '{action}' on virtual machines is not emulated.")
+
+    def _run_command(self, record: dict, body: dict, api: str) -> Reply:
+        """POST .../runCommand: accepted at once, run in the background, polled like any operation."""
+        vm, lab = record["body"], record["lab"]
+        command_id = body.get("commandId")
+        if not command_id:
+            raise ArmError(400, "InvalidParameter", "Required parameter 'commandId' is missing (null).", "commandId")
+        if command_id not in LINUX_RUN_COMMANDS:
+            raise ArmError(404, "NotFound", "The entity was not found in this Azure location.")
+        if lab.get("power") != "running":
+            raise ArmError(409, *NOT_RUNNING)
+        script = LINUX_RUN_COMMANDS[command_id] or [str(line) for line in body.get("script") or []]
+        # Parameters reach a Linux script as its positional arguments, in order.
+        args = [str(p.get("value", "")) for p in body.get("parameters") or []]
+        job = {"kind": "run_command", "host": lab.get("host"), "vm": vm["name"], "script": "\n".join(script),
+               "args": args}
+        op = self._start_operation("Microsoft.Compute", vm["location"], api, vm["id"], "runCommand", job)
+        return Reply(202, None, self._lro_headers(op), log={"run_command": {
+            "commandId": command_id, "script": script, "parameters": body.get("parameters") or []}})
+
+    def _power(self, record: dict, action: str, api: str) -> Reply:
+        """POST .../deallocate or .../start: the lab host's container stops (disk kept) or boots again."""
+        vm, lab = record["body"], record["lab"]
+        if vm["properties"].get("provisioningState") in ("Creating", "Deleting"):
+            raise ArmError(409, "OperationNotAllowed", f"Operation '{action}' is not allowed on VM '{vm['name']}' "
+                                                       "since the VM is being created or deleted.")
+        lab["power"] = "deallocating" if action == "deallocate" else "starting"
+        job = {"kind": action, "host": lab["host"], "vm": vm["name"]} if lab.get("host") else None
+        op = self._start_operation("Microsoft.Compute", vm["location"], api, vm["id"], action, job)
+        return Reply(202, None, self._lro_headers(op))
 
     # --- start-up after a restart -----------------------------------------------------------
 

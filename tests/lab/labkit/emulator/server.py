@@ -5,13 +5,13 @@ Routes on one host:port:
   /{tenant}/v2.0/.well-known/openid-configuration, /{tenant}/oauth2/v2.0/token   Entra ID
   /subscriptions/...                                                            ARM
   /keys/..., /deletedkeys/...                                                   Key Vault
+  /metadata/endpoints                                                           ARM cloud metadata
   /_lab/health, /_lab/faults (GET/PUT/PATCH), /_lab/requests, /_lab/reset-log, /_lab/state
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import re
@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -30,6 +30,7 @@ from .arm import Arm, ArmError, Reply
 from .identity import Identity
 from .keyvault import KeyVault
 from .store import Store, load_config, write_atomic
+from .throttle import DEFAULT_SCALES, Throttle
 
 DEFAULT_SETTINGS = {
     # Seconds in Retry-After. LRO answers round up to whole seconds (at least 1) as the SDKs
@@ -45,14 +46,16 @@ DEFAULT_SETTINGS = {
     # `paths` (and whose method is in `methods`, if given) gets one of `statuses` at `rate`;
     # `code`/`message` override the error body; `max_per_call` caps the faults one SDK call (one
     # x-ms-client-request-id) meets in a row (azure-core retries a status 3 times; null = no cap).
+    # `applied: true`: the request is carried out first, then the fault is answered (a write
+    # that took effect although the caller saw it fail; ARM requests only).
     "faults": {"rate": 0.0, "statuses": [429, 503], "paths": "^/subscriptions/", "methods": None,
-               "max_per_call": None},
+               "max_per_call": None, "applied": False},
     # False: VMs get no lab host (benchmarks of ARM traffic alone); they still reserve their
     # public IP and report running once their operation's latency has passed.
     "lab_hosts": True,
-    # ARM-like throttling: at most `limit` writes (or reads) per `window` seconds, then 429.
-    "write_budget": None,
-    "read_budget": None,
+    # ARM's and Compute's throttling as documented token buckets (labkit.emulator.throttle), scaled
+    # by these factors (size and refill alike); null: counted for the headers, never refused.
+    "throttling": dict(DEFAULT_SCALES),
 }
 WRITE_METHODS = {"PUT", "PATCH", "DELETE", "POST"}
 FAULT_ERRORS = {
@@ -65,7 +68,6 @@ FAULT_ERRORS = {
     503: ("ServiceUnavailable", "The service is temporarily unavailable. Please retry the request."),
     504: ("GatewayTimeout", "The gateway did not receive a response from the resource provider in time."),
 }
-ARM_DEFAULT_REMAINING = {"reads": 11999, "writes": 1199}
 
 
 def _arm_type(path: str) -> str:
@@ -96,8 +98,8 @@ class Emulator:
             self.settings.update(json.loads(self.settings_path.read_text()))
         self.log_path = state_dir / "requests.jsonl"
         self.log_lock = threading.Lock()
-        self.budget_lock = threading.Lock()
-        self.recent: dict[str, deque] = {"reads": deque(), "writes": deque()}
+        self.faults_lock = threading.Lock()
+        self.throttle = Throttle(self.settings.get("throttling"))
         self.random = random.Random()  # noqa: S311 (fault injection, not cryptography)
         self.faults_per_call: OrderedDict[str, int] = OrderedDict()
         self.httpd = self._bind(port)
@@ -175,21 +177,26 @@ class Emulator:
                 return float(table[key])
         return 0.0
 
-    def budget(self, kind: str) -> tuple[int, int | None]:
-        """(remaining, seconds to wait or None) for a request of kind reads/writes, counting it."""
-        budget = self.settings.get(f"{kind[:-1]}_budget")
-        if not budget:
-            return ARM_DEFAULT_REMAINING[kind], None
-        limit, window = int(budget["limit"]), float(budget["window"])
-        now = time.monotonic()
-        with self.budget_lock:
-            seen = self.recent[kind]
-            while seen and now - seen[0] >= window:
-                seen.popleft()
-            if len(seen) >= limit:
-                return 0, max(1, math.ceil(window - (now - seen[0])))
-            seen.append(now)
-            return limit - len(seen), None
+    def cloud_metadata(self, api_version: str | None) -> tuple[int, dict | list]:
+        """ARM's cloud metadata document (`GET /metadata/endpoints`), pointing at this emulator: how
+        a client given only the ARM URL (azure.azcollection's URL `cloud_environment`) finds the
+        authority and the token audience. Every other endpoint is this emulator too, never a
+        public host. api-version 2015-01-01 has the old shape, 2019-05-01 a list of clouds, and
+        2022-09-01 one cloud."""
+        if not api_version:
+            return 400, {"error": {"code": "MissingApiVersionParameter", "message": (
+                "The api-version query parameter (?api-version=) is required for all requests.")}}
+        url = self.base_url + "/"
+        if api_version < "2019-05-01":
+            return 200, {"galleryEndpoint": url, "graphEndpoint": url, "portalEndpoint": url,
+                         "authentication": {"loginEndpoint": url, "audiences": [url]}}
+        cloud = {"name": "SshcaLab", "resourceManager": url, "portal": url, "gallery": url, "graph": url,
+                 "graphAudience": url, "microsoftGraphResourceId": url,
+                 "authentication": {"loginEndpoint": url, "audiences": [url], "tenant": "common",
+                                    "identityProvider": "AAD"},
+                 "suffixes": {"keyVaultDns": f".0.0.1:{self.port}", "storage": "lab.local",
+                              "acrLoginServer": "lab.local"}}
+        return 200, [cloud] if api_version < "2022-09-01" else cloud
 
     def log(self, entry: dict) -> None:
         with self.log_lock, open(self.log_path, "a") as fh:
@@ -227,7 +234,8 @@ def _handler(emulator: Emulator):
 
         def _dispatch(self) -> None:
             started = time.monotonic()
-            self._status, self._headers, self._fault = 500, {}, None
+            self._status, self._headers, self._fault, self._log_extra = 500, {}, None, {}
+            self._applied_fault = None
             url = urlsplit(self.path)
             query = dict(parse_qsl(url.query, keep_blank_values=True))
             length = int(self.headers.get("Content-Length") or 0)
@@ -253,6 +261,7 @@ def _handler(emulator: Emulator):
                         op_type != "token", "fault": self._fault,
                         "retry_after": self._headers.get("Retry-After"),
                         "client_request_id": self.headers.get("x-ms-client-request-id"),
+                        **self._log_extra,
                     })
 
         do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _dispatch
@@ -294,28 +303,19 @@ def _handler(emulator: Emulator):
                 return self._send(*emulator.identity.token(parts[0], form))
             if op_type == "keys":
                 return self._vault(parts, query, raw)
+            if path == "/metadata/endpoints" and self.command == "GET":
+                return self._send(*emulator.cloud_metadata(query.get("api-version")))
             if path.lower().startswith("/subscriptions"):
                 return self._arm(path, query, raw)
             return self._send(404, {"error": {"code": "NotFound", "message": f"No route for {path}."}})
 
-        def _faults(self, path: str, kind: str) -> bool:
-            """Inject configured faults; True if an error was sent instead of handling the request."""
-            remaining, wait = emulator.budget(kind)
-            header = f"x-ms-ratelimit-remaining-subscription-{kind}"
-            self._limit_headers = {header: str(remaining)}
-            if wait is not None:
-                self._fault = "429-budget"
-                self._send(429, {"error": {"code": "SubscriptionRequestsThrottled", "message": (
-                    f"Number of '{kind[:-1]}' requests for subscription '{emulator.config['subscription_id']}' "
-                    f"actor '{emulator.config['client_id']}' exceeded. Please try again after '{wait}' seconds "
-                    "after the first request.")}},
-                    {"Retry-After": str(wait), header: "0"})
-                return True
+        def _pick_fault(self, path: str) -> dict | None:
+            """The configured fault rule this request meets, if any."""
             rules = emulator.settings.get("faults") or []
             rules = [rules] if isinstance(rules, dict) else rules
             call = self.headers.get("x-ms-client-request-id") or ""
             chosen = None
-            with emulator.budget_lock:
+            with emulator.faults_lock:
                 in_a_row = emulator.faults_per_call.get(call, 0) if call else 0
                 for rule in rules:
                     rate = float(rule.get("rate") or 0)
@@ -332,20 +332,47 @@ def _handler(emulator: Emulator):
                     emulator.faults_per_call.move_to_end(call)
                     while len(emulator.faults_per_call) > 10000:
                         emulator.faults_per_call.popitem(last=False)
-            if chosen is None:
-                return False
-            status = int(emulator.random.choice(chosen.get("statuses") or [503]))
-            self._fault = str(status)
+            return chosen
+
+        def _send_fault(self, rule: dict, headers: dict[str, str], applied: bool = False) -> None:
+            status = int(emulator.random.choice(rule.get("statuses") or [503]))
+            self._fault = f"{status}-applied" if applied else str(status)
             code, message = FAULT_ERRORS.get(status, ("InternalServerError", "Encountered internal server error."))
-            headers = {}
+            headers = dict(headers)
             if status in (429, 503):  # fractions allowed here: RetryPolicy parses them as floats
-                headers["Retry-After"] = str(chosen.get("retry_after", emulator.settings.get("retry_after", 1)))
+                headers["Retry-After"] = str(rule.get("retry_after", emulator.settings.get("retry_after", 1)))
             if status == 429:
-                headers[header] = "0"
-            self._send(status, {"error": {"code": chosen.get("code") or code,
-                                          "message": chosen.get("message") or f"{message} (lab fault injection)"}},
+                headers.update({k: "0" for k in headers if k.startswith("x-ms-ratelimit-remaining-subscription")})
+            self._send(status, {"error": {"code": rule.get("code") or code,
+                                          "message": rule.get("message") or f"{message} (lab fault injection)"}},
                        headers)
-            return True
+
+        def _throttled(self, path: str) -> dict[str, str] | None:
+            """Charge the request to ARM's (and Compute's) buckets; None if a 429 was sent, else
+            the remaining-requests headers for the answer."""
+            with emulator.store.lock:
+                policy = emulator.arm.compute_policy(self.command, path)
+            verdict = emulator.throttle.charge(emulator.identity.principal(self.headers["Authorization"]),
+                                               self.command, policy)
+            if verdict.wait is None:
+                return verdict.headers
+            self._fault = f"429-{verdict.refused_by}"
+            headers = {**verdict.headers, "Retry-After": str(verdict.wait)}
+            if verdict.refused_by == "arm":
+                kind = verdict.policy.removeprefix("global-")[:-1]
+                body = {"error": {"code": "SubscriptionRequestsThrottled", "message": (
+                    f"Number of '{kind}' requests for subscription '{emulator.config['subscription_id']}' actor "
+                    f"'{emulator.identity.principal(self.headers['Authorization'])}' exceeded. Please try again "
+                    f"after '{verdict.wait}' seconds after additional tokens are available. Refer to "
+                    "https://aka.ms/arm-throttling")}}
+            else:  # Compute's own answer, its policy named in the details
+                body = {"error": {"code": "OperationNotAllowed", "message": (
+                    "The server rejected the request because too many requests have been received for this "
+                    "subscription."), "details": [{"code": "TooManyRequests", "target": verdict.policy, "message": (
+                        f'{{"operationGroup":"{verdict.policy}","allowedRequestCount":'
+                        f'{emulator.throttle.size("compute", verdict.policy)}}}')}]}}
+            self._send(429, body, headers)
+            return None
 
         def _arm(self, path: str, query: dict, raw: bytes) -> None:
             problem = emulator.identity.check(self.headers.get("Authorization"), "arm")
@@ -357,9 +384,12 @@ def _handler(emulator: Emulator):
             if "api-version" not in query:
                 return self._send(400, {"error": {"code": "MissingApiVersionParameter", "message": (
                     "The api-version query parameter (?api-version=) is required for all requests.")}})
-            kind = "writes" if self.command in WRITE_METHODS else "reads"
-            if self._faults(path, kind):
+            limits = self._throttled(path)
+            if limits is None:
                 return None
+            fault = self._pick_fault(path)
+            if fault and not fault.get("applied"):
+                return self._send_fault(fault, limits)
             try:
                 with emulator.store.lock:
                     reply = emulator.arm.handle(self.command, path, query, self._json(raw))
@@ -367,7 +397,10 @@ def _handler(emulator: Emulator):
                         emulator.store.save()
             except ArmError as err:
                 reply = Reply(err.status, err.body())
-            return self._send(reply.status, reply.body, {**self._limit_headers, **reply.headers})
+            self._log_extra = reply.log
+            if fault:  # the request took effect; the caller hears it failed
+                return self._send_fault(fault, limits, applied=True)
+            return self._send(reply.status, reply.body, {**limits, **reply.headers})
 
         def _vault(self, parts: list[str], query: dict, raw: bytes) -> None:
             problem = emulator.identity.check(self.headers.get("Authorization"), "vault")
@@ -381,8 +414,9 @@ def _handler(emulator: Emulator):
             if "api-version" not in query:
                 return self._send(400, {"error": {"code": "BadParameter", "message": "The api-version query "
                                                   "parameter is required."}})
-            if self._faults("/" + "/".join(parts), "writes" if self.command in WRITE_METHODS else "reads"):
-                return None
+            fault = self._pick_fault("/" + "/".join(parts))
+            if fault:
+                return self._send_fault(fault, {})
             try:
                 with emulator.store.lock:
                     reply = emulator.vault.handle(self.command, parts, self._json(raw))
@@ -411,6 +445,7 @@ def _handler(emulator: Emulator):
                     else:
                         emulator.settings.update(new)
                     emulator.save_settings()
+                    emulator.throttle.reset(emulator.settings.get("throttling"))
                 return self._send(200, emulator.settings)
             if what == "requests" and self.command == "GET":
                 since = float(query.get("since", 0))
