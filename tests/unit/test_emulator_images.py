@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.emulator.arm import lab_host_kind
+from labkit.emulator.compute import lab_host_kind
 
 NOBLE = {"suite": "trixie", "ssh_activation": "socket"}
 BOOKWORM = {}  # hosts.start_host's default: bookworm with ssh.service
