@@ -6,6 +6,7 @@
 - AUTH_ARGUMENT_SPEC: the auth options (documented once in doc_fragments/_azure.py);
 - resolve_cloud(): public, China, US Gov or a custom ARM endpoint and authority;
 - build_credential(): azure-identity credential for `auth_source`;
+- SharedTokenCredential: one token per scope for the whole run, whatever the threads and clients;
 - AzureSession: compute and network clients over one connection pool, retrying 429/5xx on
   every idempotent verb (PATCH too: our PATCHes set absolute values) and honouring Retry-After,
   plus the record of every ARM write issued (or, in check mode, planned).
@@ -17,9 +18,11 @@ __metaclass__ = type
 
 import os
 import threading
+import time
 from urllib.parse import urlparse
 
 from ansible.module_utils.basic import env_fallback
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError, Requirement
 
 try:
     import requests
@@ -44,6 +47,7 @@ except ImportError as exc:  # reported by the modules through missing_required_l
     HttpResponseError = ResourceNotFoundError = Exception
 
 AZURE_REQUIREMENTS = "azure-identity, azure-mgmt-compute and azure-mgmt-network"
+AZURE_SDK = Requirement(AZURE_REQUIREMENTS, HAS_AZURE, AZURE_IMPORT_ERROR)
 
 ARM_ENDPOINT_VARIABLES = ["AZURE_ARM_ENDPOINT", "AZURE_RESOURCE_MANAGER_ENDPOINT"]
 # Variables azure.azcollection users already set come first, then azure-identity's own names.
@@ -72,7 +76,7 @@ CLOUD_ALIASES = {"azurepubliccloud": "AzureCloud", "public": "AzureCloud", "chin
 POLLING_FALLBACK_SECONDS = 5
 
 
-class AzureConfigError(ValueError):
+class AzureConfigError(InputError):
     """Auth or endpoint settings that cannot work; the message names the option."""
 
 
@@ -161,6 +165,38 @@ def build_credential(params, cloud):
                                   managed_identity_client_id=params.get("client_id"))
 
 
+class SharedTokenCredential:
+    """One token for every thread and every SDK client of a run.
+
+    Each client's auth policy keeps its own token, and threads starting together each miss it:
+    about two fetches per VM thread without this (with the CLI credential, each one an `az`
+    subprocess). Here the first caller fetches under a lock and the others wait for that token;
+    it is fetched again only when it is about to expire, or when ARM's claims challenge asks.
+    """
+
+    REFRESH_SECONDS = 300  # fetch anew this long before expiry, as azure-core's own policy does
+
+    def __init__(self, credential):
+        self._credential = credential
+        self._lock = threading.Lock()
+        self._tokens = {}
+
+    def get_token(self, *scopes, **kwargs):
+        if kwargs.get("claims"):  # a challenge asks for a token with these claims: never a cached one
+            return self._credential.get_token(*scopes, **kwargs)
+        key = (scopes, kwargs.get("tenant_id"), bool(kwargs.get("enable_cae")))
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is None or token.expires_on - time.time() < self.REFRESH_SECONDS:
+                token = self._tokens[key] = self._credential.get_token(*scopes, **kwargs)
+            return token
+
+    def close(self):
+        close = getattr(self._credential, "close", None)
+        if close:
+            close()
+
+
 class IdempotentRetryPolicy(RetryPolicy):
     """azure-core's retry (Retry-After honoured, exponential back-off otherwise), PATCH included."""
 
@@ -217,31 +253,41 @@ class Operations:
 class AzureSession:
     """Compute and network clients for one subscription, sharing one connection pool."""
 
-    def __init__(self, params, pool_size=10):
+    def __init__(self, params, pool_size=10, operations=None):
         if not HAS_AZURE:
             raise AzureConfigError("the Azure SDK is missing (%s): %s" % (AZURE_REQUIREMENTS, AZURE_IMPORT_ERROR))
         self.cloud = resolve_cloud(params)
         self.subscription_id = params.get("subscription_id")
         if not self.subscription_id:
             raise AzureConfigError("subscription_id is required (or set AZURE_SUBSCRIPTION_ID)")
-        self.credential = build_credential(params, self.cloud)
-        self.operations = Operations()
+        self.credential = SharedTokenCredential(build_credential(params, self.cloud))
+        self.operations = operations if operations is not None else Operations()
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10) + 4)
         session.mount("https://", adapter)
         common = {
             "base_url": self.cloud.arm_endpoint,
             "credential_scopes": [self.cloud.scope],
-            "retry_policy": retry_policy(),
             "polling_interval": POLLING_FALLBACK_SECONDS,
             "transport": RequestsTransport(session=session, session_owner=False),
         }
         self._session = session
-        self.compute = ComputeManagementClient(self.credential, self.subscription_id, **common)
-        self.network = NetworkManagementClient(self.credential, self.subscription_id, **common)
+        # A policy is a link in one client's pipeline (azure-core sets its `next`): each client
+        # gets its own retry policy, or the second client's pipeline would carry the first's requests.
+        self.compute = ComputeManagementClient(self.credential, self.subscription_id, retry_policy=retry_policy(),
+                                               **common)
+        self.network = NetworkManagementClient(self.credential, self.subscription_id, retry_policy=retry_policy(),
+                                               **common)
 
     def close(self):
         self._session.close()
+        self.credential.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     def resource_id(self, resource_group, provider_type, name):
         return "/subscriptions/%s/resourceGroups/%s/providers/%s/%s" % (

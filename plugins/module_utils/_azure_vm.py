@@ -4,12 +4,15 @@
 """Azure VMs for azure_vm and azure_vm_info: desired state, actual state, plan, concurrent apply.
 
 A run has four phases, and only the last one writes:
-1. specs:  every VM's options are merged with the top-level defaults and checked locally
-           (names, image, SSH key); any problem fails the run before a request is sent;
-2. read:   VM, NIC, public IP, subnet and NSG are read concurrently;
-3. plan:   desired and actual are compared field by field; what Azure cannot change in place
-           (image, admin user, SSH keys, zone, location, disk size/type) is reported, not applied;
-4. apply:  each VM's steps run in order (public IP, NIC, VM), VMs concurrently in a bounded pool.
+1. desired: every VM's options are merged with the top-level ones and checked locally (names,
+            image, SSH key, Azure's rules) in _azure_vm_desired; any problem fails the run
+            before a request is sent;
+2. read:    VM, NIC, public IP, subnet and NSG are read concurrently;
+3. plan:    desired and actual are compared field by field (its FIELDS table says what each
+            option is compared as, its default and what leaving it out means); what Azure cannot
+            change in place is reported, not applied;
+4. apply:   each VM's steps run in order (public IP, NIC, VM), VMs concurrently in a bounded pool;
+            each finished operation returns the resource it wrote, so nothing is read again.
 
 Resources the module makes carry the tag MARKER_TAG=<vm name> and deterministic names
 (<vm>-pip, <vm>-nic, <vm>-osdisk): delete removes exactly those and the VM, nothing else.
@@ -19,234 +22,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from enum import Enum
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.sshca.azure.plugins.module_utils import _azure_rules as rules
 from ansible_collections.sshca.azure.plugins.module_utils._azure import arm_error, as_rest, is_not_found
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm_desired import (
+    MARKER_TAG,
+    VMInputError,
+    desired_summary,
+    desired_vms,
+    in_place,
+)
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError, parse_public_key
-
-MARKER_TAG = "sshca.azure.vm"
-DEFAULTS = {
-    "size": "Standard_B2s",
-    "image": "ubuntu2404",
-    "admin_username": "azureuser",
-    "public_ip": True,
-    "append_tags": True,
-    "wait_for_ssh": False,
-    "ssh_timeout": 300,
-    "os_disk": None,
-    "tags": None,
-}
-IMAGE_PRESETS = {
-    "ubuntu2204": {"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2",
-                   "version": "latest"},
-    "ubuntu2404": {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-}
-# Azure allows 1-64 characters for a Linux VM; the name is also the host name, so no dots or underscores.
-VM_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
-# Azure refuses these admin names; it also needs a valid Linux user name.
-RESERVED_USERS = {"root", "admin", "administrator", "guest", "user", "test", "adm", "sys", "sshd", "bin", "daemon"}
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-AZURE_KEY_TYPES = ("ssh-rsa", "ssh-ed25519")  # RSA of 2048 bits or more; Azure refuses ECDSA
-DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
-
-# Per-VM options: the same names at the top level (defaults for every VM) and in `vms` items.
-OS_DISK_SPEC = {
-    "size_gb": {"type": "int"},
-    "storage_account_type": {"type": "str",
-                             "choices": ["Standard_LRS", "StandardSSD_LRS", "Premium_LRS", "StandardSSD_ZRS",
-                                         "Premium_ZRS"]},
-    "delete_option": {"type": "str", "choices": ["Delete", "Detach"]},
-}
-VM_OPTION_SPEC = {
-    "location": {"type": "str"},
-    "size": {"type": "str"},
-    "image": {"type": "raw"},
-    "admin_username": {"type": "str"},
-    "ssh_public_key": {"type": "str", "no_log": False},
-    "subnet_id": {"type": "str"},
-    "vnet_name": {"type": "str"},
-    "subnet_name": {"type": "str"},
-    "nsg_id": {"type": "str"},
-    "public_ip": {"type": "bool"},
-    "dns_label": {"type": "str"},
-    "os_disk": {"type": "dict", "options": OS_DISK_SPEC},
-    "tags": {"type": "dict"},
-    "append_tags": {"type": "bool"},
-    "zone": {"type": "str"},
-    "identity": {"type": "str", "choices": ["none", "system"]},
-    "wait_for_ssh": {"type": "bool"},
-    "ssh_timeout": {"type": "int"},
-}
-# Compared with an existing VM; their defaults apply only to VMs that are created or fully
-# specified, so an update that leaves them out (tags only, say) keeps what the VM has.
-COMPARED_DEFAULTS = ("size", "image", "admin_username", "public_ip")
-# Top-level options: the same, with the defaults every VM starts from.
-TOP_LEVEL_SPEC = {k: dict(v, default=DEFAULTS[k]) if DEFAULTS.get(k) is not None and k not in COMPARED_DEFAULTS
-                  else v for k, v in VM_OPTION_SPEC.items()}
-VM_ID_RE = re.compile(r"(?i)^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Compute/"
-                      r"virtualMachines/([^/]+)$")
-VM_ITEM_SPEC = dict(VM_OPTION_SPEC, name={"type": "str", "required": True})
-
-# Fields Azure changes in place, and how; every other differing field is not changeable in place.
-IN_PLACE = {"size": "vm", "identity": "vm", "os_disk.delete_option": "vm", "tags": "vm",
-            "subnet_id": "nic", "nsg_id": "nic", "public_ip": "nic", "dns_label": "pip"}
-
-
-class VMInputError(ValueError):
-    """A bad option; the message names the VM and the option."""
-
-
-class VMSpec:
-    """One VM's desired state, checked locally."""
-
-    def __init__(self, session, resource_group, state, opts, where, given=()):
-        self.name = opts.get("name")
-        self.where = where
-        if not self.name or not VM_NAME_RE.match(self.name):
-            raise VMInputError("%s: name %r must be 1-64 letters, digits or '-', starting and ending with a letter "
-                               "or digit" % (where, self.name))
-        self.where = "%s (%s)" % (where, self.name) if where != "name" else self.name
-        self.resource_group = resource_group
-        self.state = state
-        self.vm_id = session.resource_id(resource_group, "Microsoft.Compute/virtualMachines", self.name)
-        self.nic_id = session.resource_id(resource_group, "Microsoft.Network/networkInterfaces", self.name + "-nic")
-        self.pip_id = session.resource_id(resource_group, "Microsoft.Network/publicIPAddresses", self.name + "-pip")
-        self.disk_name = self.name + "-osdisk"
-        if state == "absent":
-            return
-        # Inputs only a create needs. Without them the spec can only update an existing VM, and
-        # then compares just the options given (`given`); planning fails if the VM is absent.
-        self.given = set(given)
-        self.missing = []
-        if not opts.get("ssh_public_key"):
-            self.missing.append("ssh_public_key")
-        if not (opts.get("subnet_id") or opts.get("vnet_name") or opts.get("subnet_name")):
-            self.missing.append("subnet_id (or vnet_name and subnet_name)")
-        self.location = opts.get("location")
-        self.size = opts["size"]
-        self.image = self._image(opts["image"])
-        self.admin_username = opts["admin_username"]
-        if not USER_RE.match(self.admin_username or "") or self.admin_username in RESERVED_USERS:
-            self._fail("admin_username %r is not allowed by Azure (a Linux user name, not one of %s)"
-                       % (self.admin_username, ", ".join(sorted(RESERVED_USERS))))
-        self.ssh_key = None
-        if opts.get("ssh_public_key"):
-            try:
-                self.ssh_key = parse_public_key(opts["ssh_public_key"], "%s: ssh_public_key" % self.where)
-            except SSHKeyError as err:
-                raise VMInputError(str(err)) from None
-            if self.ssh_key.key_type not in AZURE_KEY_TYPES:
-                self._fail("ssh_public_key is %s; Azure takes only %s keys"
-                           % (self.ssh_key.key_type, " and ".join(AZURE_KEY_TYPES)))
-        self.subnet_id = opts.get("subnet_id")
-        if "subnet_id (or vnet_name and subnet_name)" in self.missing:
-            self.subnet_id = None  # an update that keeps the VM's subnet
-        elif not self.subnet_id:
-            if not (opts.get("vnet_name") and opts.get("subnet_name")):
-                self._fail("give subnet_id, or vnet_name and subnet_name")
-            self.subnet_id = session.resource_id(resource_group, "Microsoft.Network/virtualNetworks",
-                                                 "%s/subnets/%s" % (opts["vnet_name"], opts["subnet_name"]))
-        elif not re.match(r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
-                          r"virtualNetworks/[^/]+/subnets/[^/]+$", self.subnet_id):
-            self._fail("subnet_id %r is not a subnet resource id" % self.subnet_id)
-        self.nsg_id = opts.get("nsg_id")
-        if self.nsg_id and not re.match(r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
-                                        r"Microsoft\.Network/networkSecurityGroups/[^/]+$", self.nsg_id):
-            self._fail("nsg_id %r is not a network security group resource id" % self.nsg_id)
-        self.public_ip = opts["public_ip"]
-        self.dns_label = opts.get("dns_label")
-        if self.dns_label is not None and not DNS_LABEL_RE.match(self.dns_label):
-            self._fail("dns_label %r must be 3-63 lowercase letters, digits or '-', starting with a letter"
-                       % self.dns_label)
-        if self.dns_label and not self.public_ip:
-            self._fail("dns_label needs public_ip: true")
-        self.os_disk = dict(opts.get("os_disk") or {})
-        if self.os_disk.get("size_gb") is not None and not 30 <= self.os_disk["size_gb"] <= 4095:
-            self._fail("os_disk.size_gb must be between 30 and 4095")
-        self.tags = {str(k): str(v) for k, v in (opts.get("tags") or {}).items()}
-        self.tags_given = opts.get("tags") is not None
-        if MARKER_TAG in self.tags:
-            self._fail("tag %s is reserved for the resources this module makes" % MARKER_TAG)
-        self.append_tags = opts["append_tags"]
-        self.zone = str(opts["zone"]) if opts.get("zone") is not None else None
-        self.identity = opts.get("identity")
-        self.wait_for_ssh = opts["wait_for_ssh"]
-        self.ssh_timeout = opts["ssh_timeout"]
-
-    def _fail(self, problem):
-        raise VMInputError("%s: %s" % (self.where, problem))
-
-    def keeps(self, option):
-        """Whether an update without the creation inputs leaves this option as the VM has it."""
-        return bool(self.missing) and option not in self.given
-
-    def _image(self, image):
-        if isinstance(image, str):
-            if image not in IMAGE_PRESETS:
-                self._fail("image %r is not a preset (%s) or a dict of publisher, offer, sku, version"
-                           % (image, ", ".join(sorted(IMAGE_PRESETS))))
-            return dict(IMAGE_PRESETS[image])
-        if isinstance(image, dict):
-            missing = [k for k in ("publisher", "offer", "sku") if not image.get(k)]
-            unknown = sorted(set(image) - {"publisher", "offer", "sku", "version"})
-            if missing or unknown:
-                self._fail("image needs publisher, offer, sku and optionally version (missing: %s; unknown: %s)"
-                           % (", ".join(missing) or "none", ", ".join(unknown) or "none"))
-            return {"publisher": image["publisher"], "offer": image["offer"], "sku": image["sku"],
-                    "version": str(image.get("version") or "latest")}
-        return self._fail("image must be a preset name or a dict, not %s" % type(image).__name__)
-
-
-def apply_vm_id(params):
-    """Resolve the `id` option (a VM resource id) into subscription_id, resource_group and name."""
-    vm_id = params.get("id")
-    if not vm_id:
-        return params
-    match = VM_ID_RE.match(vm_id)
-    if not match:
-        raise VMInputError("id %r is not a virtual machine resource id (/subscriptions/<subscription>/resourceGroups/"
-                           "<group>/providers/Microsoft.Compute/virtualMachines/<name>)" % vm_id)
-    subscription, resource_group, name = match.groups()
-    for option, value in (("subscription_id", subscription), ("resource_group", resource_group)):
-        if params.get(option) and params[option].lower() != value.lower():
-            raise VMInputError("id %s is in %s %s, but %s is %s" % (vm_id, option, value, option, params[option]))
-    return dict(params, subscription_id=subscription, resource_group=resource_group, name=name)
-
-
-def build_specs(session, params):
-    """Every VM's spec from `name` or `vms`, each item overriding the top-level defaults."""
-    top = {k: params.get(k) for k in VM_OPTION_SPEC}
-    top_given = {k for k, v in top.items() if v is not None}
-    for key, value in DEFAULTS.items():
-        if top.get(key) is None:
-            top[key] = value
-    top["location"] = params.get("location")
-    items = [{"name": params["name"]}] if params.get("name") else list(params.get("vms") or [])
-    if not items:
-        raise VMInputError("give name or a non-empty vms list")
-    specs, seen = [], set()
-    validator = ArgumentSpecValidator(VM_ITEM_SPEC)
-    for index, item in enumerate(items):
-        where = "name" if params.get("name") else "vms[%d]" % index
-        if not isinstance(item, dict):
-            raise VMInputError("%s: each item of vms must be a dict, not %s" % (where, type(item).__name__))
-        checked = validator.validate(item)
-        if checked.error_messages:
-            raise VMInputError("%s: %s" % (where, "; ".join(checked.error_messages)))
-        opts = dict(top)
-        item_given = {k for k, v in checked.validated_parameters.items() if v is not None}
-        opts.update({k: checked.validated_parameters[k] for k in item_given})
-        spec = VMSpec(session, params["resource_group"], params["state"], opts, where, top_given | item_given)
-        if spec.name.lower() in seen:
-            raise VMInputError("%s: VM %s is listed twice" % (where, spec.name))
-        seen.add(spec.name.lower())
-        specs.append(spec)
-    return specs
-
 
 # --- reading what is there --------------------------------------------------------------------
 
@@ -329,7 +119,7 @@ def report(actual):
 
 
 def summary(actual):
-    """The compared fields of what exists (None when the VM does not exist)."""
+    """The compared fields (COMPARED) of what exists; None when the VM does not exist."""
     vm, nic, pip = actual.vm, actual.nic, actual.pip
     if not vm:
         return None
@@ -349,6 +139,8 @@ def summary(actual):
         "ssh_keys": sorted(_key_fingerprint(k.get("keyData", "")) for k in keys),
         "zone": (vm.get("zones") or [None])[0],
         "identity": "system" if "systemassigned" in identity.lower() else "none",
+        "boot_diagnostics": bool(((props.get("diagnosticsProfile") or {}).get("bootDiagnostics") or {})
+                                 .get("enabled")),
         "os_disk": {"size_gb": os_disk.get("diskSizeGB"),
                     "storage_account_type": (os_disk.get("managedDisk") or {}).get("storageAccountType"),
                     "delete_option": os_disk.get("deleteOption")},
@@ -360,56 +152,24 @@ def summary(actual):
     }
 
 
-def desired_summary(spec, before):
-    """The compared fields as the spec wants them; fields left out keep what exists."""
-    before = before or {}
-    tags = dict(before.get("tags") or {}, **spec.tags) if spec.append_tags else dict(spec.tags)
-    if spec.missing and not spec.tags_given:
-        tags = dict(before.get("tags") or {})
-    os_disk = dict(before.get("os_disk") or {"size_gb": None, "storage_account_type": None, "delete_option": "Delete"})
-    os_disk.update({k: v for k, v in spec.os_disk.items() if v is not None})
-    image = dict(spec.image)
-    if image["version"].lower() == "latest" and before.get("image"):
-        image["version"] = before["image"]["version"]  # `latest` is satisfied by whatever was deployed
-
-    def kept(option, field, wanted):
-        return before.get(field) if spec.keeps(option) else wanted
-
-    return {
-        "location": spec.location or before.get("location"),
-        "size": kept("size", "size", spec.size),
-        "image": kept("image", "image", image),
-        "admin_username": kept("admin_username", "admin_username", spec.admin_username),
-        "ssh_keys": [spec.ssh_key.fingerprint()] if spec.ssh_key else before.get("ssh_keys"),
-        "zone": spec.zone if spec.zone is not None else before.get("zone"),
-        "identity": spec.identity or before.get("identity") or "none",
-        "os_disk": os_disk,
-        "subnet_id": spec.subnet_id or before.get("subnet_id"),
-        "nsg_id": spec.nsg_id if spec.nsg_id is not None else before.get("nsg_id"),
-        "public_ip": kept("public_ip", "public_ip", spec.public_ip),
-        "dns_label": spec.dns_label if spec.dns_label is not None else before.get("dns_label"),
-        "tags": tags,
-    }
-
-
-def _norm(field, value):
+def _norm(field_name, value):
     """ARM names, ids and locations are case-insensitive; locations also ignore spaces."""
     if isinstance(value, dict):
-        return {k: _norm(field, v) for k, v in value.items()}
-    if isinstance(value, str) and field != "tags":
-        return value.lower().replace(" ", "") if field == "location" else value.lower()
+        return {k: _norm(field_name, v) for k, v in value.items()}
+    if isinstance(value, str) and field_name != "tags":
+        return value.lower().replace(" ", "") if field_name == "location" else value.lower()
     return value
 
 
 def differences(before, after):
-    """Dotted names of the fields that differ (os_disk and image compared per key)."""
+    """Dotted names of the fields that differ (os_disk compared per key)."""
     changed = []
-    for field, want in after.items():
-        have = before.get(field)
-        if field == "os_disk":
-            changed.extend("os_disk." + k for k, v in want.items() if _norm(field, v) != _norm(field, have.get(k)))
-        elif _norm(field, want) != _norm(field, have):
-            changed.append(field)
+    for name, want in after.items():
+        have = before.get(name)
+        if name == "os_disk":
+            changed.extend("os_disk." + k for k, v in want.items() if _norm(name, v) != _norm(name, have.get(k)))
+        elif _norm(name, want) != _norm(name, have):
+            changed.append(name)
     if "subnet_id" in changed and _vnet(before["subnet_id"]) != _vnet(after["subnet_id"]):
         changed[changed.index("subnet_id")] = "subnet_id (other virtual network)"
     return changed
@@ -422,76 +182,109 @@ def _vnet(subnet_id):
 # --- what to write --------------------------------------------------------------------------
 
 
-def pip_body(spec, location):
-    body = {"location": location, "tags": {MARKER_TAG: spec.name},
+def pip_body(vm, location, zone, dns_label):
+    body = {"location": location, "tags": {MARKER_TAG: vm.name},
             "sku": {"name": "Standard", "tier": "Regional"},
             "properties": {"publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4"}}
-    if spec.dns_label:
-        body["properties"]["dnsSettings"] = {"domainNameLabel": spec.dns_label}
-    if spec.zone:
-        body["zones"] = [spec.zone]
+    if dns_label:
+        body["properties"]["dnsSettings"] = {"domainNameLabel": dns_label}
+    if zone:
+        body["zones"] = [zone]
     return body
 
 
-def nic_body(spec, location, with_pip, nsg_id, subnet_id=None, pip_id=None):
-    config = {"subnet": {"id": subnet_id or spec.subnet_id}, "privateIPAllocationMethod": "Dynamic",
-              "primary": True}
-    if with_pip:
-        config["publicIPAddress"] = {"id": pip_id or spec.pip_id}
-    body = {"location": location, "tags": {MARKER_TAG: spec.name},
+def nic_body(vm, location, subnet_id, nsg_id, pip_id):
+    config = {"subnet": {"id": subnet_id}, "privateIPAllocationMethod": "Dynamic", "primary": True}
+    if pip_id:
+        config["publicIPAddress"] = {"id": pip_id}
+    body = {"location": location, "tags": {MARKER_TAG: vm.name},
             "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]}}
     if nsg_id:
         body["properties"]["networkSecurityGroup"] = {"id": nsg_id}
     return body
 
 
-def authorized_key_line(spec):
-    """What Azure gets as keyData: the one-line OpenSSH form, whatever form the user gave."""
-    return spec.ssh_key.openssh()
+def boot_diagnostics():
+    """diagnosticsProfile for boot diagnostics on Azure's managed storage (no storageUri, no account of ours)."""
+    return {"bootDiagnostics": {"enabled": True}}
 
 
-def vm_body(spec, location, tags):
-    os_disk = {"name": spec.disk_name, "createOption": "FromImage", "caching": "ReadWrite",
-               "deleteOption": spec.os_disk.get("delete_option") or "Delete"}
-    if spec.os_disk.get("size_gb"):
-        os_disk["diskSizeGB"] = spec.os_disk["size_gb"]
-    if spec.os_disk.get("storage_account_type"):
-        os_disk["managedDisk"] = {"storageAccountType": spec.os_disk["storage_account_type"]}
+def vm_body(vm, after):
+    """The create body: `after` is desired_summary(vm, None), the values the VM is compared with."""
+    disk = after["os_disk"]
+    os_disk = {"name": vm.disk_name, "createOption": "FromImage", "caching": "ReadWrite",
+               "deleteOption": disk["delete_option"] or "Delete"}
+    if disk["size_gb"]:
+        os_disk["diskSizeGB"] = disk["size_gb"]
+    if disk["storage_account_type"]:
+        os_disk["managedDisk"] = {"storageAccountType": disk["storage_account_type"]}
+    user = after["admin_username"]
     body = {
-        "location": location,
-        "tags": tags,
+        "location": after["location"],
+        "tags": after["tags"],
         "properties": {
-            "hardwareProfile": {"vmSize": spec.size},
-            "storageProfile": {"imageReference": dict(spec.image), "osDisk": os_disk},
+            "hardwareProfile": {"vmSize": after["size"]},
+            "storageProfile": {"imageReference": dict(after["image"]), "osDisk": os_disk},
             "osProfile": {
-                "computerName": spec.name,
-                "adminUsername": spec.admin_username,
+                "computerName": vm.name,
+                "adminUsername": user,
                 "linuxConfiguration": {
                     "disablePasswordAuthentication": True,
-                    "ssh": {"publicKeys": [{"path": "/home/%s/.ssh/authorized_keys" % spec.admin_username,
-                                            "keyData": authorized_key_line(spec)}]},
+                    # Azure gets the one-line OpenSSH form, whatever form the user gave.
+                    "ssh": {"publicKeys": [{"path": "/home/%s/.ssh/authorized_keys" % user,
+                                            "keyData": vm.ssh_key.openssh()}]},
                 },
             },
-            "networkProfile": {"networkInterfaces": [{"id": spec.nic_id, "properties": {"primary": True}}]},
+            "networkProfile": {"networkInterfaces": [{"id": vm.nic_id, "properties": {"primary": True}}]},
+            "diagnosticsProfile": boot_diagnostics(),
         },
     }
-    if spec.zone:
-        body["zones"] = [spec.zone]
-    if spec.identity == "system":
+    if after["zone"]:
+        body["zones"] = [after["zone"]]
+    if after["identity"] == "system":
         body["identity"] = {"type": "SystemAssigned"}
     return body
+
+
+# The PATCH of a VM, per field Azure changes that way (in_place "vm").
+VM_PATCH = {
+    "tags": lambda after: {"tags": after["tags"]},
+    "size": lambda after: {"properties": {"hardwareProfile": {"vmSize": after["size"]}}},
+    "identity": lambda after: {"identity": {"type": "SystemAssigned" if after["identity"] == "system" else "None"}},
+    "boot_diagnostics": lambda after: {"properties": {"diagnosticsProfile": boot_diagnostics()}},
+    "os_disk.delete_option": lambda after: {"properties": {"storageProfile": {"osDisk": {
+        "deleteOption": after["os_disk"]["delete_option"]}}}},
+}
+
+
+class Change(Enum):
+    """Every ARM write the module issues: its method, how the operations list names it, and which
+    of the VM's resources ("vm", "nic", "pip") its finished operation returns (None: none)."""
+
+    CREATE_PIP = ("PUT", "create public IP", "pip")
+    UPDATE_PIP = ("PUT", "update public IP DNS label", "pip")
+    CREATE_NIC = ("PUT", "create network interface", "nic")
+    UPDATE_NIC = ("PUT", "update network interface", "nic")
+    CREATE_VM = ("PUT", "create VM", "vm")
+    UPDATE_VM = ("PATCH", "update VM", "vm")
+    DELETE_VM = ("DELETE", "delete VM", None)
+    DELETE_DISK = ("DELETE", "delete OS disk if the VM delete left it", None)
+    DELETE_NIC = ("DELETE", "delete network interface", None)
+    DELETE_PIP = ("DELETE", "delete public IP", None)
 
 
 class Step:
     """One ARM write: what it is (for the operations list) and how to do it."""
 
-    def __init__(self, method, resource_id, change, run, body=None):
-        self.method, self.id, self.change, self.run, self.body = method, resource_id, change, run, body
+    def __init__(self, kind, resource_id, run, body=None, fields=()):
+        self.kind, self.id, self.run, self.body = kind, resource_id, run, body
+        self.method, description, self.returns = kind.value
+        self.change = description + (" (%s)" % ", ".join(fields) if fields else "")
 
 
 class Plan:
-    def __init__(self, spec, actual):
-        self.spec = spec
+    def __init__(self, vm, actual):
+        self.vm = vm
         self.actual = actual
         self.steps = []
         self.not_changeable = []
@@ -499,115 +292,135 @@ class Plan:
         self.after = None
         self.error = None
 
-    @property
-    def changed(self):
-        return bool(self.steps)
-
 
 def _is_ours(resource, name):
     return bool(resource) and (resource.get("tags") or {}).get(MARKER_TAG) == name
 
 
-def plan_present(session, spec, actual, network_errors):
-    plan = Plan(spec, actual)
-    if spec.missing and not actual.vm:
-        plan.error = "%s: VM %s does not exist in resource group %s, and creating it needs %s" % (
-            spec.where, spec.name, spec.resource_group, " and ".join(spec.missing))
-        return plan
-    problems = [p for p in (network_errors.get((spec.subnet_id or "").lower()),
-                            network_errors.get((spec.nsg_id or "").lower())) if p]
+def _refusal(vm, actual, network_errors, after):
+    """Why this VM cannot be planned at all (one line), or None."""
+    if vm.missing and not actual.vm:
+        return "VM %s does not exist in resource group %s, and creating it needs %s" % (
+            vm.name, vm.resource_group, " and ".join(need.value for need in vm.missing))
+    problems = [p for p in (network_errors.get((vm.given("subnet_id") or "").lower()),
+                            network_errors.get((vm.given("nsg_id") or "").lower())) if p]
     if problems:
-        plan.error = "%s: %s" % (spec.where, "; ".join(problems))
-        return plan
-    rg, compute, network = spec.resource_group, session.compute, session.network
-    location = spec.location or (actual.vm or {}).get("location")
-    if not location:
-        plan.error = "%s: location is required to create the VM" % spec.where
-        return plan
+        return "; ".join(problems)
+    if not after["location"]:
+        return "location is required to create the VM"
     for resource, kind in ((actual.nic, "network interface"), (actual.pip, "public IP")):
-        if resource and not actual.vm and not _is_ours(resource, spec.name):
-            plan.error = "%s: %s %s exists and was not made by this module for this VM" % (
-                spec.where, kind, resource.get("id"))
-            return plan
-    after = desired_summary(spec, plan.before)
-    plan.after = after
-    if not actual.vm:
-        tags = after["tags"]
-        # PUT is idempotent: leftovers of an interrupted run (ours, checked above) are simply rewritten.
-        if spec.public_ip:
-            plan.steps.append(Step("PUT", spec.pip_id, "create public IP", lambda: network.public_ip_addresses.
-                                   begin_create_or_update(rg, spec.name + "-pip", pip_body(spec, location))))
-        plan.steps.append(Step("PUT", spec.nic_id, "create network interface", lambda: network.network_interfaces.
-                               begin_create_or_update(rg, spec.name + "-nic",
-                                                      nic_body(spec, location, spec.public_ip, spec.nsg_id))))
-        plan.steps.append(Step("PUT", spec.vm_id, "create VM", lambda: compute.virtual_machines.
-                               begin_create_or_update(rg, spec.name, vm_body(spec, location, tags))))
-        return plan
+        if resource and not actual.vm and not _is_ours(resource, vm.name):
+            return "%s %s exists and was not made by this module for this VM" % (kind, resource.get("id"))
+    try:
+        rules.check_tags(after["tags"], "tags (with the VM's own)")
+    except rules.AzureRuleError as err:
+        return str(err)
+    return None
 
-    changed = differences(plan.before, after)
-    nic_ours, pip_ours = _is_ours(actual.nic, spec.name), _is_ours(actual.pip, spec.name)
-    for field in changed:
-        where = IN_PLACE.get(field)
-        if where is None or (where == "nic" and not nic_ours) or (where == "pip" and not pip_ours):
-            plan.not_changeable.append(field)
-    vm_patch = {}
-    if "tags" in changed:
-        vm_patch["tags"] = after["tags"]
-    if "size" in changed:
-        vm_patch.setdefault("properties", {})["hardwareProfile"] = {"vmSize": spec.size}
-    if "identity" in changed:
-        vm_patch["identity"] = {"type": "SystemAssigned" if after["identity"] == "system" else "None"}
-    if "os_disk.delete_option" in changed:
-        vm_patch.setdefault("properties", {})["storageProfile"] = {
-            "osDisk": {"deleteOption": after["os_disk"]["delete_option"]}}
-    nic_change = nic_ours and any(f in changed for f in ("subnet_id", "nsg_id", "public_ip"))
-    if nic_change and after["public_ip"] and not actual.pip:
-        plan.steps.append(Step("PUT", spec.pip_id, "create public IP", lambda: network.public_ip_addresses.
-                               begin_create_or_update(rg, spec.name + "-pip", pip_body(spec, location))))
-    elif "dns_label" in changed and pip_ours:
-        plan.steps.append(Step("PUT", actual.pip["id"], "update public IP DNS label", lambda: network.
-                               public_ip_addresses.begin_create_or_update(rg, _split(actual.pip["id"])[1],
-                                                                          pip_body(spec, location))))
-    if nic_change:
-        fields = ", ".join(f for f in ("subnet_id", "nsg_id", "public_ip") if f in changed)
-        # A subnet in another VNet is not changeable (reported above): the NIC keeps its own, and
-        # keeps the public IP it already has rather than one named after the VM.
-        nic_subnet = after["subnet_id"] if "subnet_id" in changed else plan.before["subnet_id"]
-        nic_pip = actual.pip["id"] if actual.pip else None
-        plan.steps.append(Step("PUT", actual.nic["id"], "update network interface (%s)" % fields, lambda: network.
-                               network_interfaces.begin_create_or_update(
-                                   rg, _split(actual.nic["id"])[1],
-                                   nic_body(spec, location, after["public_ip"], after["nsg_id"], nic_subnet, nic_pip))))
-    if vm_patch:
-        fields = sorted(f for f in changed if IN_PLACE.get(f) == "vm")
-        plan.steps.append(Step("PATCH", spec.vm_id, "update VM (%s)" % ", ".join(fields),
-                               lambda: compute.virtual_machines.begin_update(rg, spec.name, vm_patch), vm_patch))
-    if nic_change and not after["public_ip"] and pip_ours:
-        plan.steps.append(Step("DELETE", actual.pip["id"], "delete public IP", lambda: network.
-                               public_ip_addresses.begin_delete(rg, _split(actual.pip["id"])[1])))
+
+def plan_present(session, vm, actual, network_errors):
+    plan = Plan(vm, actual)
+    plan.after = desired_summary(vm, plan.before)
+    problem = _refusal(vm, actual, network_errors, plan.after)
+    if problem:
+        plan.error = "%s: %s" % (vm.where, problem)
+    elif not actual.vm:
+        plan.steps = _create_steps(session, vm, plan.after)
+    else:
+        changed = differences(plan.before, plan.after)
+        ours = {"vm": True, "nic": _is_ours(actual.nic, vm.name), "pip": _is_ours(actual.pip, vm.name)}
+        plan.not_changeable = [f for f in changed if not ours.get(in_place(f))]
+        plan.steps = _update_steps(session, plan, [f for f in changed if f not in plan.not_changeable])
     return plan
 
 
-def plan_absent(session, spec, actual):
-    plan = Plan(spec, actual)
-    plan.after = None
-    rg, compute, network = spec.resource_group, session.compute, session.network
+def _create_steps(session, vm, after):
+    # PUT is idempotent: leftovers of an interrupted run (ours, checked above) are simply rewritten.
+    rg, location = vm.resource_group, after["location"]
+    steps = []
+    if after["public_ip"]:
+        pip = pip_body(vm, location, after["zone"], after["dns_label"])
+        steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda: session.network.public_ip_addresses.
+                          begin_create_or_update(rg, vm.name + "-pip", pip), pip))
+    nic = nic_body(vm, location, after["subnet_id"], after["nsg_id"], vm.pip_id if after["public_ip"] else None)
+    steps.append(Step(Change.CREATE_NIC, vm.nic_id, lambda: session.network.network_interfaces.
+                      begin_create_or_update(rg, vm.name + "-nic", nic), nic))
+    machine = vm_body(vm, after)
+    steps.append(Step(Change.CREATE_VM, vm.vm_id, lambda: session.compute.virtual_machines.begin_create_or_update(
+        rg, vm.name, machine), machine))
+    return steps
+
+
+def _update_steps(session, plan, changed):
+    """The writes for the fields Azure changes in place: public IP, NIC, VM PATCH, public IP delete."""
+    vm, actual, before, after = plan.vm, plan.actual, plan.before, plan.after
+    rg = vm.resource_group
+
+    def pips():  # clients are reached only when a step runs
+        return session.network.public_ip_addresses
+
+    steps = []
+    nic_fields = [f for f in changed if in_place(f) == "nic"]
+    if nic_fields and after["public_ip"] and not actual.pip:
+        new_pip = pip_body(vm, before["location"], before["zone"], after["dns_label"])
+        steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda: pips().begin_create_or_update(
+            rg, vm.name + "-pip", new_pip), new_pip))
+    elif "dns_label" in changed:
+        pip = pip_body(vm, actual.pip["location"], (actual.pip.get("zones") or [None])[0], after["dns_label"])
+        steps.append(Step(Change.UPDATE_PIP, actual.pip["id"], lambda: pips().begin_create_or_update(
+            *_split(actual.pip["id"]), pip), pip))
+    if nic_fields:
+        steps.append(_nic_update(session, plan, nic_fields))
+    vm_fields = sorted(f for f in changed if in_place(f) == "vm")
+    if vm_fields:
+        patch = {}
+        for name in vm_fields:
+            _deep_merge(patch, VM_PATCH[name](after))
+        steps.append(Step(Change.UPDATE_VM, vm.vm_id, lambda: session.compute.virtual_machines.begin_update(
+            rg, vm.name, patch), patch, vm_fields))
+    if nic_fields and not after["public_ip"] and _is_ours(actual.pip, vm.name):
+        steps.append(Step(Change.DELETE_PIP, actual.pip["id"], lambda: pips().begin_delete(*_split(actual.pip["id"]))))
+    return steps
+
+
+def _nic_update(session, plan, nic_fields):
+    """The NIC's PUT. Its subnet stays when the new one is in another VNet (not changeable, reported),
+    and it keeps the public IP it already has rather than one named after the VM."""
+    vm, actual, after = plan.vm, plan.actual, plan.after
+    subnet = after["subnet_id"] if "subnet_id" in nic_fields else plan.before["subnet_id"]
+    pip_id = (actual.pip["id"] if actual.pip else vm.pip_id) if after["public_ip"] else None
+    body = nic_body(vm, actual.nic["location"], subnet, after["nsg_id"], pip_id)
+    return Step(Change.UPDATE_NIC, actual.nic["id"], lambda: session.network.network_interfaces.
+                begin_create_or_update(*_split(actual.nic["id"]), body), body, nic_fields)
+
+
+def _deep_merge(into, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def plan_absent(session, vm, actual):
+    plan = Plan(vm, actual)
     if actual.vm:
-        plan.steps.append(Step("DELETE", actual.vm["id"], "delete VM",
-                               lambda: compute.virtual_machines.begin_delete(rg, spec.name)))
+        plan.steps.append(Step(Change.DELETE_VM, actual.vm["id"],
+                               lambda: session.compute.virtual_machines.begin_delete(vm.resource_group, vm.name)))
         disk = (_props(actual.vm).get("storageProfile", {}).get("osDisk") or {})
         disk_id = (disk.get("managedDisk") or {}).get("id")
         # Azure's default deleteOption is Detach: a disk without Delete is kept, as Azure would.
         if disk_id and disk.get("deleteOption") == "Delete":
             # Azure deletes it with the VM; delete it ourselves only if it was left behind.
-            plan.steps.append(Step("DELETE", disk_id, "delete OS disk if the VM delete left it",
-                                   lambda: _delete_if_present(compute.disks, *_split(disk_id))))
-    if _is_ours(actual.nic, spec.name):
-        plan.steps.append(Step("DELETE", actual.nic["id"], "delete network interface",
-                               lambda: network.network_interfaces.begin_delete(*_split(actual.nic["id"]))))
-    if _is_ours(actual.pip, spec.name):
-        plan.steps.append(Step("DELETE", actual.pip["id"], "delete public IP",
-                               lambda: network.public_ip_addresses.begin_delete(*_split(actual.pip["id"]))))
+            plan.steps.append(Step(Change.DELETE_DISK, disk_id,
+                                   lambda: _delete_if_present(session.compute.disks, *_split(disk_id))))
+    if _is_ours(actual.nic, vm.name):
+        plan.steps.append(Step(Change.DELETE_NIC, actual.nic["id"],
+                               lambda: session.network.network_interfaces.begin_delete(*_split(actual.nic["id"]))))
+    if _is_ours(actual.pip, vm.name):
+        plan.steps.append(Step(Change.DELETE_PIP, actual.pip["id"],
+                               lambda: session.network.public_ip_addresses.begin_delete(*_split(actual.pip["id"]))))
     return plan
 
 
@@ -629,14 +442,29 @@ def _wait(poller, deadline, what):
     return poller.result()
 
 
-def _wait_running(session, spec, deadline):
+def _wait_running(session, vm, deadline):
+    """The VM, with its instance view, once it runs."""
     while True:
-        vm = _get(session.compute.virtual_machines.get, spec.resource_group, spec.name, expand="instanceView")
-        if power_state(vm) == "running":
-            return
+        found = _get(session.compute.virtual_machines.get, vm.resource_group, vm.name, expand="instanceView")
+        if power_state(found) == "running":
+            return found
         if time.monotonic() > deadline:
-            raise TimeoutError("VM is %s, not running" % power_state(vm))
+            raise TimeoutError("VM is %s, not running" % power_state(found))
         time.sleep(2)
+
+
+def _after(actual, step, result):
+    """What exists once `step` is done: its finished operation returns the resource it wrote, so
+    nothing is read again. A PATCH does not change the power state the VM was read with."""
+    resources = {"vm": actual.vm, "nic": actual.nic, "pip": actual.pip}
+    if step.kind is Change.DELETE_PIP:
+        resources["pip"] = None
+    elif step.returns:
+        written = as_rest(result)
+        if step.kind is Change.UPDATE_VM and actual.vm and "instanceView" in _props(actual.vm):
+            written.setdefault("properties", {})["instanceView"] = actual.vm["properties"]["instanceView"]
+        resources[step.returns] = written
+    return Actual(**resources)
 
 
 def wait_for_ssh(address, deadline):
@@ -657,29 +485,26 @@ def wait_for_ssh(address, deadline):
 def apply_plan(session, plan, timeout):
     """Run one VM's steps in order, recording each write as it is issued."""
     deadline = time.monotonic() + timeout
-    spec = plan.spec
-    created = False
+    vm, actual = plan.vm, plan.actual
     for step in plan.steps:
         try:
             poller = step.run()
         except Exception:
-            session.operations.add(spec.name, step.method, step.id, step.change + " (refused)")
+            session.operations.add(vm.name, step.method, step.id, step.change + " (refused)")
             raise
         if poller is None:  # a conditional step found nothing to do: nothing was written
             continue
-        session.operations.add(spec.name, step.method, step.id, step.change)
-        _wait(poller, deadline, step.change)
-        created = created or step.change == "create VM"
-    if spec.state == "absent":
+        session.operations.add(vm.name, step.method, step.id, step.change)
+        actual = _after(actual, step, _wait(poller, deadline, step.change))
+        if step.kind is Change.CREATE_VM:
+            actual = Actual(_wait_running(session, vm, deadline), actual.nic, actual.pip)
+    if vm.state == "absent":
         return Actual()
-    if created:
-        _wait_running(session, spec, deadline)
-    actual = read_actual(session, spec.resource_group, spec.name) if plan.steps else plan.actual
-    if spec.wait_for_ssh:
+    if vm.value("wait_for_ssh"):
         address = _props(actual.pip).get("ipAddress") or report(actual)["private_ip"]
         if not address:
             raise RuntimeError("no IP address to wait for SSH on")
-        wait_for_ssh(address, min(deadline, time.monotonic() + spec.ssh_timeout))
+        wait_for_ssh(address, min(deadline, time.monotonic() + vm.value("ssh_timeout")))
     return actual
 
 
@@ -697,14 +522,14 @@ def run_pool(func, items, concurrency):
         return list(pool.map(guarded, items))
 
 
-def check_network(session, specs, concurrency):
+def check_network(session, vms, concurrency):
     """{lowercased id: problem} for subnets and NSGs that cannot be read; read each once."""
     wanted = {}
-    for spec in specs:
-        if spec.subnet_id:
-            wanted[spec.subnet_id.lower()] = ("subnet", spec.subnet_id)
-        if spec.nsg_id:
-            wanted[spec.nsg_id.lower()] = ("network security group", spec.nsg_id)
+    for vm in vms:
+        if vm.given("subnet_id"):
+            wanted[vm.given("subnet_id").lower()] = ("subnet", vm.given("subnet_id"))
+        if vm.given("nsg_id"):
+            wanted[vm.given("nsg_id").lower()] = ("network security group", vm.given("nsg_id"))
 
     def read(item):
         kind, resource_id = item
@@ -723,56 +548,57 @@ def check_network(session, specs, concurrency):
     return problems
 
 
-def _tags_without_marker(tags):
-    return {k: v for k, v in (tags or {}).items() if k != MARKER_TAG}
+def plan_all(session, params):
+    """Every VM's plan; VMInputError (nothing written) if any VM cannot be planned."""
+    vms = desired_vms(session, params)  # raises VMInputError before any request
+    concurrency = params["concurrency"]
+    present = params["state"] == "present"
+    network_errors = check_network(session, vms, concurrency) if present else {}
+    reads = run_pool(lambda vm: read_actual(session, vm.resource_group, vm.name, vm.nic_id, vm.pip_id), vms,
+                     concurrency)
+    errors = ["%s: %s" % (vm.where, arm_error(err)) for vm, (_a, err) in zip(vms, reads, strict=True) if err]
+    if errors:
+        raise VMInputError("; ".join(errors))
+    plans = [plan_present(session, vm, a, network_errors) if present else plan_absent(session, vm, a)
+             for vm, (a, _e) in zip(vms, reads, strict=True)]
+    errors = [p.error for p in plans if p.error]
+    if errors:
+        raise VMInputError("; ".join(errors))
+    return plans
 
 
 def run(session, params, check_mode):
     """The whole azure_vm run; returns (results per VM, failed)."""
-    specs = build_specs(session, params)  # raises VMInputError before any request
-    concurrency = params["concurrency"]
-    present = params["state"] == "present"
-    network_errors = check_network(session, specs, concurrency) if present else {}
-    reads = run_pool(lambda s: read_actual(session, s.resource_group, s.name, s.nic_id, s.pip_id), specs,
-                     concurrency)
-    errors = ["%s: %s" % (spec.where, arm_error(err)) for spec, (_a, err) in zip(specs, reads, strict=True) if err]
-    if errors:
-        raise VMInputError("; ".join(errors))
-    plans = [plan_present(session, s, a, network_errors) if present else plan_absent(session, s, a)
-             for s, (a, _e) in zip(specs, reads, strict=True)]
-    errors = [p.error for p in plans if p.error]
-    if errors:
-        raise VMInputError("; ".join(errors))
-
+    plans = plan_all(session, params)
     if check_mode:
         for plan in plans:
             for step in plan.steps:
-                session.operations.add(plan.spec.name, step.method, step.id, step.change)
+                session.operations.add(plan.vm.name, step.method, step.id, step.change)
         outcomes = [(plan.actual, None) for plan in plans]
     else:
-        outcomes = run_pool(lambda p: apply_plan(session, p, params["timeout"]), plans, concurrency)
+        outcomes = run_pool(lambda p: apply_plan(session, p, params["timeout"]), plans, params["concurrency"])
+    results = [vm_result(plan, actual, err, session.operations.for_vm(plan.vm.name))
+               for plan, (actual, err) in zip(plans, outcomes, strict=True)]
+    return results, any(result["failed"] for result in results)
 
-    results, failed = [], False
-    for plan, (actual, err) in zip(plans, outcomes, strict=True):
-        spec = plan.spec
-        facts = report(actual or plan.actual)
-        facts["name"] = spec.name
-        facts["id"] = facts["id"] or spec.vm_id
-        ops = session.operations.for_vm(spec.name)
-        result = dict(facts, changed=bool(ops), failed=err is not None,
-                      not_changeable_in_place=plan.not_changeable, operations=ops,
-                      diff={"before": plan.before or {}, "after": plan.after or {}})
-        if err is not None:
-            failed = True
-            result["msg"] = "%s: %s" % (spec.where, arm_error(err))
-        elif plan.not_changeable:
-            result["msg"] = ("%s: Azure cannot change %s in place; recreate the VM (state=absent, then present) "
-                             "to apply" % (spec.name, ", ".join(plan.not_changeable)))
-        else:
-            result["msg"] = "%s: %s" % (spec.name, "; ".join(op["change"] for op in ops) or "up to date")
-        result["tags"] = _tags_without_marker(result["tags"])
-        results.append(result)
-    return results, failed
+
+def vm_result(plan, actual, err, ops):
+    """One VM's entry of the module result."""
+    vm = plan.vm
+    facts = report(actual or plan.actual)
+    facts["name"] = vm.name
+    facts["id"] = facts["id"] or vm.vm_id
+    result = dict(facts, changed=bool(ops), failed=err is not None, not_changeable_in_place=plan.not_changeable,
+                  operations=ops, diff={"before": plan.before or {}, "after": plan.after or {}})
+    if err is not None:
+        result["msg"] = "%s: %s" % (vm.where, arm_error(err))
+    elif plan.not_changeable:
+        result["msg"] = ("%s: Azure cannot change %s in place; recreate the VM (state=absent, then present) "
+                         "to apply" % (vm.name, ", ".join(plan.not_changeable)))
+    else:
+        result["msg"] = "%s: %s" % (vm.name, "; ".join(op["change"] for op in ops) or "up to date")
+    result["tags"] = {k: v for k, v in result["tags"].items() if k != MARKER_TAG}
+    return result
 
 
 # --- azure_vm_info --------------------------------------------------------------------------
@@ -797,26 +623,25 @@ def _matches(tags, wanted):
 
 
 def info(session, params):
-    """Every VM matching name / resource group / tags, with IPs and power state, read concurrently."""
+    """Every VM matching name / resource group / tags, with IPs and power state, read concurrently;
+    each VM is read once (with its instance view), a list only names the VMs to read."""
     resource_group, name = params.get("resource_group"), params.get("name")
+    wanted = parse_tag_filter(params.get("tags"))
     vms = session.compute.virtual_machines
     if name:
         if not resource_group:
             raise VMInputError("name needs resource_group")
-        found = _get(vms.get, resource_group, name)
-        listed = [found] if found else []
-    elif resource_group:
-        listed = [as_rest(vm) for vm in vms.list(resource_group)]
+        reads = [(read_actual(session, resource_group, name), None)]
     else:
-        listed = [as_rest(vm) for vm in vms.list_all()]
-    wanted = parse_tag_filter(params.get("tags"))
-    listed = [vm for vm in listed if _matches(vm.get("tags"), wanted)]
-    reads = run_pool(lambda vm: read_actual(session, _split(vm["id"])[0], vm["name"]), listed,
-                     params.get("concurrency") or 10)
+        listed = vms.list(resource_group) if resource_group else vms.list_all()
+        listed = [vm for vm in map(as_rest, listed) if _matches(vm.get("tags"), wanted)]
+        reads = run_pool(lambda vm: read_actual(session, _split(vm["id"])[0], vm["name"]), listed,
+                         params.get("concurrency") or 10)
     results = []
     for actual, err in reads:
         if err is not None:
             raise err
-        if actual.vm:  # deleted between list and read: not there any more
+        # Gone between list and read, or (read by name) without the tags asked for: not listed.
+        if actual.vm and _matches(actual.vm.get("tags"), wanted):
             results.append(report(actual))
     return sorted(results, key=lambda r: (r["id"] or "").lower())

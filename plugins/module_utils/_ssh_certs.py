@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     SSHKeyError,
     atomic_write,
+    check_regenerate,
     key_from_blob,
     parse_public_key,
     wire_mpint,
@@ -47,7 +48,6 @@ KNOWN_EXTENSIONS = (*DEFAULT_USER_EXTENSIONS, "permit-X11-forwarding", "no-touch
 CRITICAL_OPTIONS = ("force-command", "source-address")
 CLOCK_SKEW_SECONDS = 300  # start a certificate this far in the past, for clocks that run behind
 FOREVER = 2 ** 64 - 1
-POLICIES = ("never", "fail", "partial_idempotence", "full_idempotence", "always")
 
 _PRINCIPAL_RE = re.compile(r"^[^\s,\x00-\x1f\x7f]{1,255}$")
 _DURATION_RE = re.compile(r"^([+-]?)((?:\d+[smhdwSMHDW]?)+)$")
@@ -471,8 +471,7 @@ def renewal_due(existing, validity, now):
 def decide(existing, spec, ca_public_key, validity, now, policy="partial_idempotence", serial_given=False,
            source="certificate"):
     """Whether to (re-)sign, and why; `existing` is a Certificate, None (absent) or an SSHKeyError."""
-    if policy not in POLICIES:
-        raise CertificateError("regenerate", "must be one of %s" % ", ".join(POLICIES))
+    check_regenerate(policy)
     if existing is None:
         return Decision(True, "no certificate yet")
     if isinstance(existing, SSHKeyError):

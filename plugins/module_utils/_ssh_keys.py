@@ -18,14 +18,25 @@ import re
 import struct
 import tempfile
 from dataclasses import dataclass, field
+from enum import Enum
+
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError, Requirement
 
 try:
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported by the modules through missing_required_lib
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = exc
+
+CRYPTOGRAPHY = Requirement("cryptography", HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR)
+
+# When an existing key (ssh_keypair) or certificate (ssh_cert) is replaced, as community.crypto
+# names it; each module documents what the policies mean for what it keeps.
+REGENERATE_POLICIES = ("never", "fail", "partial_idempotence", "full_idempotence", "always")
+REGENERATE_OPTION = {"type": "str", "default": "partial_idempotence", "choices": list(REGENERATE_POLICIES)}
 
 KEY_TYPES = (
     "ssh-rsa",
@@ -50,7 +61,7 @@ _TAG_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")  # printable US-ASCII except co
 _LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n")
 
 
-class SSHKeyError(ValueError):
+class SSHKeyError(InputError):
     """Bad key input; the message is one line and names the input it is about."""
 
     def __init__(self, source, problem=None):
@@ -59,6 +70,30 @@ class SSHKeyError(ValueError):
         self.source = source
         self.problem = problem
         super(SSHKeyError, self).__init__("%s: %s" % (source, problem) if source else problem)
+
+
+# What can be wrong with a private key and its passphrase, as types: callers decide on these,
+# never on the wording of a message (ours or cryptography's).
+class UnreadableKey(SSHKeyError):
+    """Not a private key this module can read."""
+
+
+class PassphraseNeeded(SSHKeyError):
+    """The key is encrypted and no passphrase was given."""
+
+
+class PassphraseNotNeeded(SSHKeyError):
+    """A passphrase was given for a key that is not encrypted."""
+
+
+class WrongPassphrase(SSHKeyError):
+    """The key is encrypted and the passphrase does not open it."""
+
+
+def check_regenerate(policy):
+    if policy not in REGENERATE_POLICIES:
+        raise SSHKeyError("regenerate", "must be one of %s, not %r" % (", ".join(REGENERATE_POLICIES), policy))
+    return policy
 
 
 # --- SSH wire encoding (RFC 4251 section 5) ------------------------------------------------
@@ -456,43 +491,56 @@ def _passphrase_bytes(passphrase):
     return passphrase if isinstance(passphrase, bytes) else str(passphrase).encode("utf-8")
 
 
-def private_key_is_encrypted(data):
-    """Whether an OpenSSH private key file is encrypted (its cipher name is not "none")."""
+def private_key_encryption(data):
+    """Whether a private key file is encrypted (True/False), read from its format; None if the
+    format is not one we know (OpenSSH, PKCS#8 or traditional PEM)."""
     text = data.decode("ascii", "replace") if isinstance(data, bytes) else data
-    body = "".join(line for line in text.splitlines() if line and not line.startswith("-----"))
-    try:
-        raw = base64.b64decode(body)
-    except (binascii.Error, ValueError):
-        return False
-    magic = b"openssh-key-v1\x00"
-    if not raw.startswith(magic):
-        return False
-    reader = WireReader(raw[len(magic):], "private key")
-    try:
-        return reader.string() != b"none"
-    except SSHKeyError:
-        return False
+    if "-----BEGIN OPENSSH PRIVATE KEY-----" in text:
+        body = "".join(line for line in text.splitlines() if line and not line.startswith("-----"))
+        try:
+            raw = base64.b64decode(body)
+        except (binascii.Error, ValueError):
+            return None
+        magic = b"openssh-key-v1\x00"
+        if not raw.startswith(magic):
+            return None
+        try:
+            return WireReader(raw[len(magic):], "private key").string() != b"none"
+        except SSHKeyError:
+            return None
+    if "-----BEGIN ENCRYPTED PRIVATE KEY-----" in text:
+        return True
+    if re.search(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----", text):
+        return bool(re.search(r"^Proc-Type: *4, *ENCRYPTED", text, re.MULTILINE))
+    return None
+
+
+def private_key_is_encrypted(data):
+    return private_key_encryption(data) is True
 
 
 def load_private_key(data, passphrase, source):
-    """Load an OpenSSH (or PEM) private key; a wrong or missing passphrase is an SSHKeyError naming `source`."""
+    """Load an OpenSSH or PEM private key. Each problem is its own SSHKeyError type naming `source`."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    password = _passphrase_bytes(passphrase) if passphrase else None
+    encrypted = private_key_encryption(data)
+    if encrypted is None:
+        raise UnreadableKey(source, "is not a readable private key")
+    if encrypted and not passphrase:
+        raise PassphraseNeeded(source, "is encrypted; a passphrase is needed")
+    if passphrase and not encrypted:
+        raise PassphraseNotNeeded(source, "is not encrypted, but a passphrase was given")
+    password = _passphrase_bytes(passphrase) if encrypted else None
     try:
         if b"BEGIN OPENSSH PRIVATE KEY" in data:
             return serialization.load_ssh_private_key(data, password)
         return serialization.load_pem_private_key(data, password)
-    except TypeError as exc:
-        if "not encrypted" in str(exc):
-            raise SSHKeyError(source, "is not encrypted, but a passphrase was given") from None
-        raise SSHKeyError(source, "is encrypted; a passphrase is needed") from None
-    except ValueError as exc:
-        if password and ("checksum" in str(exc) or "decrypt" in str(exc).lower() or "password" in str(exc).lower()):
-            raise SSHKeyError(source, "cannot be decrypted: wrong passphrase") from None
-        raise SSHKeyError(source, "is not a readable private key") from None
-    except Exception:  # cryptography's UnsupportedAlgorithm and friends: never echo key bytes
-        raise SSHKeyError(source, "is not a readable private key") from None
+    except UnsupportedAlgorithm:
+        raise UnreadableKey(source, "is a private key of a kind cryptography cannot read") from None
+    except (ValueError, TypeError):  # never echo what cryptography says: it may quote key bytes
+        if encrypted:
+            raise WrongPassphrase(source, "cannot be decrypted: wrong passphrase") from None
+        raise UnreadableKey(source, "is not a readable private key") from None
 
 
 def public_key_of(private_key, comment=""):
@@ -526,7 +574,15 @@ def atomic_write(path, data, mode=0o600):
 
 # --- a keypair on disk (ssh_keypair) ----------------------------------------------------------
 
-KEYPAIR_POLICIES = ("never", "fail", "partial_idempotence", "full_idempotence", "always")
+
+
+class KeyAction(Enum):
+    """What KeypairFiles.plan() decides for the private key."""
+
+    KEEP = "keep"
+    CREATE = "create"
+    REGENERATE = "regenerate"
+    ENCRYPT = "encrypt"  # the same key, now encrypted with the passphrase
 
 
 class KeypairFiles:
@@ -542,8 +598,7 @@ class KeypairFiles:
             raise SSHKeyError("path", "must be given")
         if key_type not in ("rsa", "ed25519"):
             raise SSHKeyError("type", "must be rsa or ed25519, not %r" % (key_type,))
-        if regenerate not in KEYPAIR_POLICIES:
-            raise SSHKeyError("regenerate", "must be one of %s" % ", ".join(KEYPAIR_POLICIES))
+        check_regenerate(regenerate)
         if key_type == "rsa":
             size = int(size or 3072)
             if size < MIN_RSA_BITS:
@@ -570,35 +625,33 @@ class KeypairFiles:
         self._loaded = None
 
     def _read_existing(self):
-        """(private key or None, why it cannot be used or None)."""
+        """(private key or None, the SSHKeyError that makes it unusable, or KeyAction.ENCRYPT, or None)."""
         if not os.path.exists(self.path):
             return None, None
         with open(self.path, "rb") as stream:
             data = stream.read()
         try:
-            key = load_private_key(data, self.passphrase, self.path)
-            return key, None
+            return load_private_key(data, self.passphrase, self.path), None
+        except PassphraseNotNeeded:
+            return load_private_key(data, None, self.path), KeyAction.ENCRYPT
         except SSHKeyError as exc:
-            if self.passphrase and "not encrypted" in exc.problem:
-                key = load_private_key(data, None, self.path)
-                return key, "encrypt"
             return None, exc
 
     def plan(self):
-        """{'key': 'keep'|'create'|'regenerate'|'encrypt', 'reason': str, 'public': PublicKey|None}"""
+        """{'key': KeyAction, 'reason': str, 'public': PublicKey|None}"""
         key, problem = self._read_existing()
         if key is None and problem is None:
-            return {"key": "create", "reason": "no private key yet", "public": None}
+            return {"key": KeyAction.CREATE, "reason": "no private key yet", "public": None}
         if isinstance(problem, SSHKeyError):
             if self.regenerate in ("full_idempotence", "always"):
                 reason = "existing key is unusable (%s)" % problem.problem
-                return {"key": "regenerate", "reason": reason, "public": None}
+                return {"key": KeyAction.REGENERATE, "reason": reason, "public": None}
             raise SSHKeyError(self.path, "%s (regenerate=%s keeps it; use full_idempotence to replace it)"
                               % (problem.problem, self.regenerate))
         public = public_key_of(key, self.comment)
         self._loaded = key
         if self.regenerate == "always":
-            return {"key": "regenerate", "reason": "regenerate=always", "public": public}
+            return {"key": KeyAction.REGENERATE, "reason": "regenerate=always", "public": public}
         mismatch = []
         actual_type = public.family
         if actual_type != self.key_type:
@@ -609,10 +662,11 @@ class KeypairFiles:
             if self.regenerate == "fail":
                 raise SSHKeyError(self.path, "existing key does not match (%s) and regenerate=fail"
                                   % "; ".join(mismatch))
-            return {"key": "regenerate", "reason": "; ".join(mismatch), "public": public}
-        if problem == "encrypt":
-            return {"key": "encrypt", "reason": "existing key is not encrypted; encrypting it", "public": public}
-        return {"key": "keep", "reason": "key is up to date", "public": public}
+            return {"key": KeyAction.REGENERATE, "reason": "; ".join(mismatch), "public": public}
+        if problem is KeyAction.ENCRYPT:
+            return {"key": KeyAction.ENCRYPT, "reason": "existing key is not encrypted; encrypting it",
+                    "public": public}
+        return {"key": KeyAction.KEEP, "reason": "key is up to date", "public": public}
 
     def public_files(self, public):
         return {self.public_key_path: public.openssh() + "\n", self.rfc4716_path: public.rfc4716()}
@@ -631,10 +685,10 @@ class KeypairFiles:
     def apply(self, plan):
         """Carry out `plan`; returns the public key now on disk."""
         action = plan["key"]
-        if action in ("create", "regenerate"):
+        if action in (KeyAction.CREATE, KeyAction.REGENERATE):
             key = generate_private_key(self.key_type, self.size, source="type")
             atomic_write(self.path, private_key_to_openssh(key, self.passphrase), 0o600)
-        elif action == "encrypt":
+        elif action is KeyAction.ENCRYPT:
             key = self._loaded
             atomic_write(self.path, private_key_to_openssh(key, self.passphrase), 0o600)
         else:

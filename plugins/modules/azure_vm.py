@@ -20,8 +20,8 @@ description:
     resources are read before anything is written; a problem with any VM fails the task before
     the first write.
   - Idempotent. An existing VM is compared with the options field by field. What Azure changes in
-    place is changed in as few writes as possible (tags, size, identity and the OS disk's delete
-    option with one C(PATCH) of the VM; subnet within the same virtual network, NSG and public IP
+    place is changed in as few writes as possible (tags, size, identity, boot diagnostics and the OS
+    disk's delete option with one C(PATCH) of the VM; subnet within the same virtual network, NSG and public IP
     with one C(PUT) of the network interface; the DNS label with one C(PUT) of the public IP). What
     Azure cannot change in place (image, admin user, SSH key, location, zone, OS disk size or type,
     a subnet in another virtual network) is reported in C(not_changeable_in_place) with a warning,
@@ -32,6 +32,9 @@ description:
     O(state=absent) deletes the VM, and the network interface and public IP only when they carry
     that tag; the OS disk goes with the VM unless its O(os_disk.delete_option) is V(Detach). Nothing
     else is deleted.
+  - Boot diagnostics are on, on Azure's managed storage (no storage account is made or needed), so
+    the serial log and screenshot are there when SSH does not answer. An existing VM without them gets
+    them with the same C(PATCH) as its other in-place changes.
   - No network security group is ever made. Without O(nsg_id), the network interface has none and
     the subnet's rules apply.
   - O(ssh_public_key) and the subnet (O(subnet_id), or O(vnet_name) and O(subnet_name)) are needed
@@ -113,6 +116,8 @@ options:
   admin_username:
     description:
       - The admin user that holds O(ssh_public_key). Not changeable in place.
+      - A Linux user name of 1-32 lowercase letters, digits, C(_) or C(-). The names Azure refuses (such as
+        C(admin), C(root), C(backup), C(test)) and the system accounts of the image are refused before any write.
       - V(azureuser) when left out, except in an update without the creation inputs, which does not compare it.
     type: str
   ssh_public_key:
@@ -174,6 +179,8 @@ options:
   tags:
     description:
       - Tags of the VM. The tag C(sshca.azure.vm) is reserved.
+      - Azure's limits are checked before any write, on the tags given and on the VM's tags after the
+        change: at most 50 tags, names of at most 512 characters without C(<>%&\?/), values of at most 256.
       - Left out in an update without the creation inputs, the VM's tags are kept, whatever O(append_tags) says.
     type: dict
   append_tags:
@@ -338,24 +345,20 @@ operations:
     - {vm: web-1, method: PATCH, id: /subscriptions/.../virtualMachines/web-1, change: update VM (tags)}
 """
 
-import traceback  # noqa: E402 (imports follow the documentation, as in every Ansible module)
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the documentation)
 from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noqa: E402
     AUTH_ARGUMENT_SPEC,
-    AZURE_IMPORT_ERROR,
-    AZURE_REQUIREMENTS,
-    HAS_AZURE,
-    AzureConfigError,
+    AZURE_SDK,
     AzureSession,
+    Operations,
     arm_error,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import (  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import run  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm_desired import (  # noqa: E402
     TOP_LEVEL_SPEC,
-    VMInputError,
     apply_vm_id,
-    run,
 )
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def argument_spec():
@@ -373,28 +376,8 @@ def argument_spec():
     return spec
 
 
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("name", "vms", "id"), ("subnet_id", "vnet_name")],
-                           required_one_of=[("name", "vms", "id"), ("resource_group", "id")],
-                           required_together=[("vnet_name", "subnet_name")])
-    if not HAS_AZURE:
-        module.fail_json(msg=missing_required_lib(AZURE_REQUIREMENTS), exception=str(AZURE_IMPORT_ERROR))
-    session = None
-    try:
-        params = apply_vm_id(module.params)  # before the session: the id names the subscription
-        session = AzureSession(params, pool_size=params["concurrency"])
-        vms, failed = run(session, params, module.check_mode)
-    except (AzureConfigError, VMInputError) as err:
-        module.fail_json(msg=str(err), vms=[], operations=session.operations.items if session else [])
-    except Exception as err:  # unexpected: report once, with the traceback for -vvv
-        module.fail_json(msg="azure_vm: %s" % arm_error(err), exception=traceback.format_exc(),
-                         operations=session.operations.items if session else [])
-    finally:
-        if session:
-            session.close()
-
-    result = {"changed": any(vm["changed"] for vm in vms), "vms": vms, "operations": session.operations.items}
+def present_result(module, vms, failed, operations):
+    result = {"changed": any(vm["changed"] for vm in vms), "vms": vms, "operations": operations}
     diffs = [vm.pop("diff") for vm in vms]
     if module._diff:
         result["diff"] = [dict(d, before_header=vm["name"], after_header=vm["name"])
@@ -403,8 +386,25 @@ def main():
         if vm["not_changeable_in_place"] and not vm["failed"]:
             module.warn(vm["msg"])
     if failed:
-        module.fail_json(msg="; ".join(vm["msg"] for vm in vms if vm["failed"]), **result)
-    module.exit_json(**result)
+        result.update(failed=True, msg="; ".join(vm["msg"] for vm in vms if vm["failed"]))
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[("name", "vms", "id"), ("subnet_id", "vnet_name")],
+                           required_one_of=[("name", "vms", "id"), ("resource_group", "id")],
+                           required_together=[("vnet_name", "subnet_name")])
+    operations = Operations()  # the writes issued, reported even when the task fails
+
+    def task():
+        params = apply_vm_id(module.params)  # before the session: the id names the subscription
+        with AzureSession(params, pool_size=params["concurrency"], operations=operations) as session:
+            vms, failed = run(session, params, module.check_mode)
+        return present_result(module, vms, failed, operations.items)
+
+    run_module(module, "azure_vm", task, requirements=[AZURE_SDK], describe=arm_error,
+               on_failure=lambda: {"vms": [], "operations": operations.items})
 
 
 if __name__ == "__main__":

@@ -105,19 +105,16 @@ vms:
       type: dict
 """
 
-import traceback  # noqa: E402 (imports follow the documentation, as in every Ansible module)
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the documentation)
 from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noqa: E402
     AUTH_ARGUMENT_SPEC,
-    AZURE_IMPORT_ERROR,
-    AZURE_REQUIREMENTS,
-    HAS_AZURE,
-    AzureConfigError,
+    AZURE_SDK,
     AzureSession,
     arm_error,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import VMInputError, info  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import info  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._azure_vm_desired import VMInputError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def main():
@@ -129,23 +126,15 @@ def main():
     }
     spec.update(AUTH_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_by={"name": "resource_group"})
-    if not HAS_AZURE:
-        module.fail_json(msg=missing_required_lib(AZURE_REQUIREMENTS), exception=str(AZURE_IMPORT_ERROR))
-    tags = module.params["tags"]
-    if tags is not None and not isinstance(tags, (dict, list)):
-        module.fail_json(msg="tags must be a dict or a list of 'key' / 'key:value' strings")
-    session = None
-    try:
-        session = AzureSession(module.params, pool_size=module.params["concurrency"])
-        vms = info(session, module.params)
-    except (AzureConfigError, VMInputError) as err:
-        module.fail_json(msg=str(err))
-    except Exception as err:  # ARM refusals and the unexpected: one line, traceback for -vvv
-        module.fail_json(msg="azure_vm_info: %s" % arm_error(err), exception=traceback.format_exc())
-    finally:
-        if session:
-            session.close()
-    module.exit_json(changed=False, vms=vms)
+
+    def task():
+        tags = module.params["tags"]
+        if tags is not None and not isinstance(tags, (dict, list)):
+            raise VMInputError("tags must be a dict or a list of 'key' / 'key:value' strings")
+        with AzureSession(module.params, pool_size=module.params["concurrency"]) as session:
+            return {"changed": False, "vms": info(session, module.params)}
+
+    run_module(module, "azure_vm_info", task, requirements=[AZURE_SDK], describe=arm_error)
 
 
 if __name__ == "__main__":

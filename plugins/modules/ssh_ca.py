@@ -116,14 +116,15 @@ changes:
   sample: ["create folder /etc/sshca/ca (0700)", "create host CA key /etc/sshca/ca/host_ca (ed25519)"]
 """
 
-import traceback  # noqa: E402 - Ansible modules import after their documentation
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules import after their documentation
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (  # noqa: E402
+    BACKENDS,
+    CA_KEY_TYPES,
     CA_KINDS,
     select_backend,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import CRYPTOGRAPHY  # noqa: E402
 
 
 def run(module, ca):
@@ -146,21 +147,19 @@ def main():
             "path": {"type": "path", "required": True},
             "passphrase": {"type": "str", "no_log": True},
             "allow_unencrypted": {"type": "bool", "default": False},
-            "key_type": {"type": "str", "choices": ["ed25519", "rsa", "ecdsa"]},
-            "backend": {"type": "str", "default": "file", "choices": ["file"]},
+            "key_type": {"type": "str", "choices": list(CA_KEY_TYPES)},
+            "backend": {"type": "str", "default": "file", "choices": list(BACKENDS)},
         },
         supports_check_mode=True,
     )
     params = module.params
-    ca = select_backend(module, params["backend"], path=params["path"], passphrase=params["passphrase"],
-                        allow_unencrypted=params["allow_unencrypted"], key_type=params["key_type"])
-    try:
-        result = run(module, ca)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_ca failed: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+
+    def task():
+        ca = select_backend(module, params["backend"], path=params["path"], passphrase=params["passphrase"],
+                            allow_unencrypted=params["allow_unencrypted"], key_type=params["key_type"])
+        return run(module, ca)
+
+    run_module(module, "ssh_ca", task, requirements=[CRYPTOGRAPHY])
 
 
 if __name__ == "__main__":

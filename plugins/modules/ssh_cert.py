@@ -196,15 +196,17 @@ reason:
   sample: less than a third of its life left (17000s of 57900s)
 """
 
-import traceback  # noqa: E402 - Ansible modules import after their documentation
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules import after their documentation
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (  # noqa: E402
     CA_ARGUMENT_SPEC,
     ca_from_params,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import POLICIES, certificate_task  # noqa: E402
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import certificate_task  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (  # noqa: E402
+    CRYPTOGRAPHY,
+    REGENERATE_OPTION,
+)
 
 
 def main():
@@ -222,7 +224,7 @@ def main():
         "key_id": {"type": "str"},
         "critical_options": {"type": "dict"},
         "extensions": {"type": "list", "elements": "str"},
-        "regenerate": {"type": "str", "default": "partial_idempotence", "choices": list(POLICIES)},
+        "regenerate": REGENERATE_OPTION,
     })
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -230,16 +232,14 @@ def main():
         required_one_of=[("public_key", "public_key_path")],
         supports_check_mode=True,
     )
-    ca = ca_from_params(module)
-    try:
-        result = certificate_task(module.params, ca, module.check_mode)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_cert failed: %s" % exc, exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+
+    def task():
+        result = certificate_task(module.params, ca_from_params(module), module.check_mode)
+        if not module._diff:
+            result.pop("diff")
+        return result
+
+    run_module(module, "ssh_cert", task, requirements=[CRYPTOGRAPHY])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ options:
   content:
     description: Certificate as an OpenSSH line. Exclusive with O(path).
     type: str
+requirements:
+  - cryptography >= 42
 seealso:
   - module: sshca.azure.ssh_cert
 """
@@ -123,11 +125,12 @@ remaining_seconds:
 import time  # noqa: E402 - Ansible modules import after their documentation
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (  # noqa: E402
     read_certificate,
     read_certificate_file,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import CRYPTOGRAPHY, SSHKeyError  # noqa: E402
 
 
 def main():
@@ -140,7 +143,8 @@ def main():
         required_one_of=[("path", "content")],
         supports_check_mode=True,
     )
-    try:
+
+    def task():
         if module.params["path"]:
             cert = read_certificate_file(module.params["path"])
             if cert is None:
@@ -149,9 +153,9 @@ def main():
                 raise cert
         else:
             cert = read_certificate(module.params["content"], "content")
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, **cert.info(int(time.time())))
+        return dict(cert.info(int(time.time())), changed=False)
+
+    run_module(module, "ssh_cert_info", task, requirements=[CRYPTOGRAPHY])
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ options:
     description: File mode of the private key, as for M(ansible.builtin.file).
     type: raw
     default: "0600"
+requirements:
+  - cryptography >= 42
+  - bcrypt (for passphrase-encrypted keys)
 seealso:
   - module: sshca.azure.ssh_ca
   - module: sshca.azure.ssh_cert
@@ -143,22 +146,22 @@ reason:
 """
 
 import os  # noqa: E402 - Ansible modules import after their documentation
-import traceback  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (  # noqa: E402
-    CRYPTOGRAPHY_IMPORT_ERROR,
-    HAS_CRYPTOGRAPHY,
+    CRYPTOGRAPHY,
+    REGENERATE_OPTION,
+    KeyAction,
     KeypairFiles,
-    SSHKeyError,
 )
 
 
 def present(module, keypair):
     plan = keypair.plan()
     before = plan["public"]
-    new_key = plan["key"] in ("create", "regenerate")
-    changed = plan["key"] != "keep" or bool(keypair.stale_public_files(before))
+    new_key = plan["key"] in (KeyAction.CREATE, KeyAction.REGENERATE)
+    changed = plan["key"] is not KeyAction.KEEP or bool(keypair.stale_public_files(before))
     public = keypair.apply(plan) if changed and not module.check_mode else before
     if os.path.exists(keypair.path):
         changed = module.set_mode_if_different(keypair.path, module.params["mode"], changed)
@@ -200,30 +203,24 @@ def main():
             "public_key_path": {"type": "path"},
             "rfc4716_path": {"type": "path"},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-            "regenerate": {"type": "str", "default": "partial_idempotence",
-                           "choices": ["never", "fail", "partial_idempotence", "full_idempotence", "always"]},
+            "regenerate": REGENERATE_OPTION,
             "mode": {"type": "raw", "default": "0600"},
         },
         supports_check_mode=True,
     )
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=str(CRYPTOGRAPHY_IMPORT_ERROR))
     params = module.params
-    try:
+
+    def task():
         keypair = KeypairFiles(params["path"], params["type"], params["size"], params["comment"],
                                params["passphrase"], params["public_key_path"], params["rfc4716_path"],
                                params["regenerate"])
-        if params["state"] == "absent":
-            removed = keypair.remove(module.check_mode)
-            result = {"changed": bool(removed), "path": keypair.path,
-                      "reason": "removed %s" % ", ".join(removed) if removed else "already absent"}
-        else:
-            result = present(module, keypair)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_keypair failed: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+        if params["state"] == "present":
+            return present(module, keypair)
+        removed = keypair.remove(module.check_mode)
+        return {"changed": bool(removed), "path": keypair.path,
+                "reason": "removed %s" % ", ".join(removed) if removed else "already absent"}
+
+    run_module(module, "ssh_keypair", task, requirements=[CRYPTOGRAPHY])
 
 
 if __name__ == "__main__":

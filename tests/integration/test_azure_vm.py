@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,12 @@ class Lab:
     def writes_since(self, since: float) -> list[dict]:
         """ARM writes (PUT/PATCH/DELETE/POST) the emulator received since `since`, faults included."""
         return [r for r in self.emu.requests(since) if r.get("write") and r["path"].startswith("/subscriptions/")]
+
+    def reads_since(self, since: float) -> Counter:
+        """ARM GETs of resources since `since`, by resource type (operation polls left out)."""
+        return Counter(r["path"].rsplit("/", 2)[-2] for r in self.emu.requests(since)
+                       if r["method"] == "GET" and r["path"].startswith("/subscriptions/")
+                       and "/operations/" not in r["path"])
 
     def resources(self, kind: str) -> list[str]:
         """Names of the resources of one type (virtualMachines, networkInterfaces, ...) in RG."""
@@ -103,6 +111,10 @@ def test_one_vm_lifecycle(lab, ansible_module):
         lab.emu.reset_faults()
     assert run.changed and not run.failed, run.result.get("msg")
     assert len(lab.writes_since(since)) == 3
+    # The NIC and public IP are read once to plan (absent) and once by their own operation's end:
+    # never again after the create.
+    reads = lab.reads_since(since)
+    assert (reads["networkInterfaces"], reads["publicIPAddresses"]) == (2, 2), reads
     # The create was polled as often as the server's Retry-After (1 s) asked, not at a fixed long interval.
     polls = [r for r in lab.emu.requests(since) if r["method"] == "GET" and "/operations/" in r["path"]]
     assert len(polls) >= 4
@@ -111,6 +123,9 @@ def test_one_vm_lifecycle(lab, ansible_module):
     login = ssh_as(key.private, "azureuser", vm["public_ip"])
     assert login.returncode == 0, login.stderr
     assert login.stdout.split() == ["azureuser", "one-1"]
+    # boot diagnostics on, on Azure's managed storage (no storage account of ours)
+    diagnostics = lab.emu.sdk_clients().compute.virtual_machines.get(RG, "one-1").diagnostics_profile
+    assert diagnostics.boot_diagnostics.enabled and diagnostics.boot_diagnostics.storage_uri is None
 
     # idempotent check, then idempotent apply: nothing to write, nothing written
     for check in (True, False):
@@ -131,6 +146,9 @@ def test_one_vm_lifecycle(lab, ansible_module):
     assert run.changed and not run.failed, run.result.get("msg")
     writes = lab.writes_since(since)
     assert [(w["method"], w["path"].rsplit("/", 2)[-2]) for w in writes] == [("PATCH", "virtualMachines")]
+    # read once to plan, then only the PATCH's own result: nothing read again
+    reads = lab.reads_since(since)
+    assert (reads["virtualMachines"], reads["networkInterfaces"], reads["publicIPAddresses"]) == (2, 1, 1), reads
     assert run.result["vms"][0]["tags"] == {"role": "web", "enrolled": "yes"}
     assert run.result["diff"][0]["before"]["tags"] == {"role": "web"}
 
@@ -162,13 +180,17 @@ def test_one_vm_lifecycle(lab, ansible_module):
     assert lab.writes_since(since) == []
     assert ssh_as(other.private, "azureuser", vm["public_ip"]).returncode != 0
 
-    # azure_vm_info sees it, by name and by tag filter
+    # azure_vm_info sees it, by name and by tag filter, reading the VM once each time
+    since = time.time()
     info = ansible_module("azure_vm_info", {"resource_group": RG, "name": "one-1"})
     assert not info.failed, info.result
+    assert lab.reads_since(since)["virtualMachines"] == 1
     [found] = info.result["vms"]
     facts = (found["public_ip"], found["power_state"], found["admin_username"])
     assert facts == (vm["public_ip"], "running", "azureuser")
+    since = time.time()
     assert ansible_module("azure_vm_info", {"tags": ["enrolled:yes"]}).result["vms"][0]["name"] == "one-1"
+    assert lab.reads_since(since)["virtualMachines"] == 1  # the list names it; one GET reads it
     assert ansible_module("azure_vm_info", {"tags": {"enrolled": "no"}}).result["vms"] == []
 
     # delete: check mode writes nothing; then exactly the VM, NIC, public IP and disk go
@@ -319,13 +341,58 @@ def test_one_failing_vm_does_not_hide_the_others(lab, ansible_module):
     assert lab.emu.lab_hosts() == []
 
 
+# A stand-in for the Azure CLI's `az account get-access-token`, the way AzureCliCredential calls
+# it: it logs the call and asks the lab's token endpoint, so each token costs a process and a request.
+FAKE_AZ = r"""#!{python}
+import json, os, ssl, sys, time, urllib.parse, urllib.request
+
+args = sys.argv[1:]
+resource = args[args.index("--resource") + 1]
+tenant = args[args.index("--tenant") + 1] if "--tenant" in args else os.environ["AZURE_TENANT_ID"]
+with open(os.environ["FAKE_AZ_LOG"], "a") as log:
+    log.write(" ".join(args) + "\n")
+form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": os.environ["AZURE_CLIENT_ID"],
+                               "client_secret": os.environ["AZURE_CLIENT_SECRET"], "scope": resource + "/.default"})
+context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+token_url = "%s/%s/oauth2/v2.0/token" % (os.environ["AZURE_AUTHORITY_HOST"], tenant)
+answer = json.load(opener.open(token_url, form.encode()))
+expires = int(time.time()) + int(answer["expires_in"])
+print(json.dumps({"accessToken": answer["access_token"], "expires_on": expires, "tokenType": "Bearer",
+                  "tenant": tenant, "expiresOn": time.strftime("%Y-%m-%d %H:%M:%S.000000", time.localtime(expires))}))
+"""
+
+
+def test_one_token_for_a_whole_run_with_the_cli_credential(lab, ansible_module, tmp_path, monkeypatch):
+    """With the Azure CLI as credential every token is a process: five VM threads and two SDK
+    clients ask for one, once."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "az").write_text(FAKE_AZ.replace("{python}", sys.executable))
+    (folder / "az").chmod(0o755)
+    calls = tmp_path / "az-calls.log"
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AZ_LOG", str(calls))
+    key = make_keypair(lab.keys, "cli", "ed25519")
+    since = time.time()
+    run = ansible_module("azure_vm", {"resource_group": RG, "location": LOCATION, "subnet_id": lab.subnet_id,
+                                      "ssh_public_key": key.public_text, "auth_source": "cli",
+                                      "vms": [{"name": f"cli-{n}"} for n in range(1, 6)]}, check=True)
+    assert run.changed and not run.failed, run.result.get("msg")
+    assert len(run.result["operations"]) == 15  # planned for all five, through both clients
+    assert len(calls.read_text().splitlines()) == 1
+    assert len([r for r in lab.emu.requests(since) if r["op"] == "POST token"]) == 1
+
+
 BAD_INPUTS = [
     ("malformed key", {"ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA"}, "bad-1: ssh_public_key: "),
     ("rsa 1024", "rsa1024", "is a 1024-bit RSA key; at least 2048 bits are required"),
     ("missing subnet", {"vnet_name": "vnet", "subnet_name": "nope", "subnet_id": None},
      "subnet /subscriptions/"),
-    ("unknown image", {"image": "ubuntu1804"}, "image 'ubuntu1804' is not a preset"),
-    ("bad name", {"name": "web_1"}, "name 'web_1' must be 1-64 letters"),
+    ("unknown image", {"image": "ubuntu1804"}, "image: 'ubuntu1804' is not a preset"),
+    ("bad name", {"name": "web_1"}, "name: 'web_1' must be 1-64 letters"),
+    # Azure refuses it only at the VM's PUT, after the public IP and NIC would have been made.
+    ("reserved admin", {"admin_username": "backup"}, "bad-1: admin_username: 'backup' is a name Azure reserves"),
 ]
 
 

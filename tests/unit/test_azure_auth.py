@@ -163,3 +163,52 @@ def test_a_throttled_spell_longer_than_three_answers_is_waited_out():
     client = PipelineClient("https://127.0.0.1:1", transport=transport, policies=[_azure.retry_policy()])
     assert client.send_request(HttpRequest("PUT", "https://127.0.0.1:1/x")).status_code == 200
     assert len(transport.methods) == 7
+
+
+class CountingCredential:
+    """A credential whose token takes a while to come, as a real token endpoint's does."""
+
+    def __init__(self, lifetime=3600):
+        self.fetches = []
+        self.lifetime = lifetime
+
+    def get_token(self, *scopes, **kwargs):
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        self.fetches.append((scopes, kwargs))
+        time.sleep(0.05)
+        return AccessToken(f"token-{len(self.fetches)}", int(time.time()) + self.lifetime)
+
+
+def test_one_token_for_every_thread_and_client():
+    from concurrent.futures import ThreadPoolExecutor
+
+    counting = CountingCredential()
+    shared = _azure.SharedTokenCredential(counting)
+    # 20 VM threads, each through the compute and the network client's policy at once.
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        tokens = set(pool.map(lambda _n: shared.get_token("https://arm/.default").token, range(40)))
+    assert tokens == {"token-1"} and len(counting.fetches) == 1
+
+
+def test_a_token_about_to_expire_or_a_claims_challenge_fetches_anew():
+    counting = CountingCredential(lifetime=_azure.SharedTokenCredential.REFRESH_SECONDS - 10)
+    shared = _azure.SharedTokenCredential(counting)
+    tokens = [shared.get_token("s").token, shared.get_token("s").token,  # expiring soon: not from the cache
+              shared.get_token("s", claims='{"access_token":{}}').token]
+    assert tokens == ["token-1", "token-2", "token-3"]
+    assert counting.fetches[-1] == (("s",), {"claims": '{"access_token":{}}'})
+
+
+def test_each_client_sends_through_its_own_pipeline(monkeypatch):
+    """azure-core chains a pipeline by setting each policy's `next`: a policy object shared by two
+    clients would send the first client's requests down the second client's chain."""
+    params = options(monkeypatch=monkeypatch, tenant="t", client_id="c", secret="s", subscription_id="sub",  # noqa: S106
+                     **LAB)
+    with _azure.AzureSession(params) as session:
+        for client in (session.compute, session.network):
+            chain = client._client._pipeline._impl_policies  # azure-core's policies, in order
+            retry = next(p for p in chain if isinstance(p, _azure.IdempotentRetryPolicy))
+            assert retry.next is chain[chain.index(retry) + 1]

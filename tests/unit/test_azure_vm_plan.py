@@ -1,20 +1,24 @@
 """azure_vm planning: which ARM writes a desired state leads to, and what is refused locally.
 
-No network: specs and plans are built from ARM-shaped dicts, as the emulator or Azure return them.
+No network. What exists is what ARM answered for two VMs azure_vm made in the lab's emulator
+(data/arm_recorded.json, checked against Azure's published examples by test_arm_recorded.py),
+never a body of the module's own: a reader and a writer that agreed on a wrong field would fail.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils import _azure_vm as azvm
+from ansible_collections.sshca.azure.plugins.module_utils import _azure_vm_desired as desired
 
-SUB = "00000000-0000-0000-0000-000000000001"
-RG = "rg-test"
-SUBNET = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/hosts"
+DATA = json.loads((Path(__file__).parent / "data" / "arm_recorded.json").read_text())
+SUB, RG, SUBNET = DATA["subscription_id"], DATA["resource_group"], DATA["subnet_id"]
 
 
 class FakeSession:
@@ -42,35 +46,34 @@ def ssh_key(tmp_path):
 
 
 def params(**overrides):
-    base = {"resource_group": RG, "state": "present", "name": None, "vms": None, "location": "westeurope",
+    base = {"resource_group": RG, "state": "present", "name": None, "vms": None, "location": DATA["location"],
             "subnet_id": SUBNET, "concurrency": 5, "timeout": 60}
-    base.update({k: None for k in azvm.VM_OPTION_SPEC if k not in base})
+    base.update({k: None for k in desired.VM_OPTION_SPEC if k not in base})
     base.update(overrides)
     return base
 
 
 def specs(**overrides):
-    return azvm.build_specs(FakeSession(), params(**overrides))
+    return desired.desired_vms(FakeSession(), params(**overrides))
 
 
-def existing(spec, **changes):
-    """ARM's view of a VM made from `spec` (with its NIC and public IP), then `changes` applied."""
-    vm = azvm.vm_body(spec, "westeurope", dict(spec.tags))
-    vm.update(id=spec.vm_id, name=spec.name)
-    vm["properties"]["storageProfile"]["osDisk"].update(diskSizeGB=30,
-                                                        managedDisk={"storageAccountType": "Premium_LRS"})
-    vm["properties"]["storageProfile"]["imageReference"]["exactVersion"] = "22.04.202411010"
-    nic = azvm.nic_body(spec, "westeurope", True, None)
-    nic.update(id=spec.nic_id, name=spec.name + "-nic")
-    pip = azvm.pip_body(spec, "westeurope")
-    pip.update(id=spec.pip_id, name=spec.name + "-pip")
-    for dotted, value in changes.items():
-        target = vm
+def as_recorded(name, **changes):
+    """The spec of a recorded VM: the options it was made with (data/arm_recorded.json), then `changes`."""
+    [spec] = specs(name=name, **dict(DATA[name]["options"], **changes))
+    return spec
+
+
+def recorded(name, **edits):
+    """What ARM answered for the recorded VM (its VM, NIC and public IP), with `edits` (dotted
+    paths into the VM) applied: a copy, so tests can change it."""
+    entry = copy.deepcopy(DATA[name])
+    for dotted, value in edits.items():
+        target = entry["vm"]
         *path, last = dotted.split(".")
         for part in path:
             target = target[part]
         target[last] = value
-    return azvm.Actual(vm, nic, pip)
+    return azvm.Actual(entry["vm"], entry["nic"], entry["pip"])
 
 
 def plan(spec, actual):
@@ -97,7 +100,7 @@ def test_vm_body_disables_passwords_and_sends_one_openssh_line(tmp_path):
     rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", str(keygen(tmp_path, "rsa", 2048).with_suffix(".pub"))],
                              capture_output=True, text=True, check=True).stdout
     [spec] = specs(name="web-1", ssh_public_key=rfc4716, admin_username="ops")
-    linux = azvm.vm_body(spec, "westeurope", {})["properties"]["osProfile"]["linuxConfiguration"]
+    linux = azvm.vm_body(spec, desired.desired_summary(spec, None))["properties"]["osProfile"]["linuxConfiguration"]
     assert linux["disablePasswordAuthentication"] is True
     [key] = linux["ssh"]["publicKeys"]
     assert key["path"] == "/home/ops/.ssh/authorized_keys"
@@ -108,97 +111,106 @@ def test_vm_body_disables_passwords_and_sends_one_openssh_line(tmp_path):
     assert fingerprint == spec.ssh_key.fingerprint()
 
 
-def test_same_state_plans_no_write(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
-    p = plan(spec, existing(spec))
-    assert p.steps == [] and p.not_changeable == []
+@pytest.mark.parametrize("name", ["web-1", "db-1"])
+def test_a_recorded_vm_asked_for_again_plans_no_write(name):
+    p = plan(as_recorded(name), recorded(name))
+    assert (p.steps, p.not_changeable, p.error) == ([], [], None)
+    assert p.before == p.after
 
 
 def test_same_key_in_rfc4716_form_is_no_change(tmp_path):
-    public = keygen(tmp_path).with_suffix(".pub")
+    public = tmp_path / "key.pub"
+    public.write_text(DATA["web-1"]["options"]["ssh_public_key"] + "\n")
     rfc4716 = subprocess.run(["ssh-keygen", "-e", "-f", str(public)], capture_output=True, text=True,
                              check=True).stdout
-    [given_openssh] = specs(name="web-1", ssh_public_key=public.read_text())
-    [given_rfc4716] = specs(name="web-1", ssh_public_key=rfc4716)
-    assert plan(given_rfc4716, existing(given_openssh)).steps == []
+    assert plan(as_recorded("web-1", ssh_public_key=rfc4716), recorded("web-1")).steps == []
 
 
-def test_tag_change_is_one_patch_of_tags_only(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"enrolled": "yes"})
-    p = plan(new, existing(old))
+def test_tag_change_is_one_patch_of_tags_only():
+    p = plan(as_recorded("web-1", tags={"enrolled": "yes"}), recorded("web-1"))
     assert [(m, kind) for m, kind, _change in writes(p)] == [("PATCH", "virtualMachines")]
-    assert p.after["tags"] == {"role": "web", "enrolled": "yes"}  # append_tags merges
-    assert p.steps[0].body == {"tags": {"role": "web", "enrolled": "yes"}}
+    merged = {"role": "web", "a=b": "c=d", "enrolled": "yes"}  # append_tags merges with the VM's
+    assert p.after["tags"] == merged
+    assert p.steps[0].body == {"tags": merged}
 
 
-def test_exact_tags_replace(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"enrolled": "yes"}, append_tags=False)
-    assert plan(new, existing(old)).after["tags"] == {"enrolled": "yes"}
+def test_exact_tags_replace():
+    p = plan(as_recorded("web-1", tags={"enrolled": "yes"}, append_tags=False), recorded("web-1"))
+    assert p.after["tags"] == {"enrolled": "yes"} and p.steps[0].body == {"tags": {"enrolled": "yes"}}
 
 
-def test_contained_tags_with_append_are_no_change(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web", "team": "a"})
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
-    assert plan(new, existing(old)).steps == []
+def test_contained_tags_with_append_are_no_change():
+    assert plan(as_recorded("web-1", tags={"role": "web"}), recorded("web-1")).steps == []
 
 
 @pytest.mark.parametrize(("change", "field"), [
     ({"image": "ubuntu2404"}, "image"),
     ({"admin_username": "ops"}, "admin_username"),
-    ({"zone": "2"}, "zone"),
+    ({"zone": "3"}, "zone"),
     ({"os_disk": {"size_gb": 64}}, "os_disk.size_gb"),
+    ({"os_disk": {"storage_account_type": "Standard_LRS"}}, "os_disk.storage_account_type"),
+    ({"location": "northeurope"}, "location"),
 ])
-def test_not_changeable_in_place_is_reported_not_written(ssh_key, change, field):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, image="ubuntu2204")
-    [new] = specs(**{"name": "web-1", "ssh_public_key": ssh_key, "image": "ubuntu2204", **change})
-    p = plan(new, existing(old))
+def test_not_changeable_in_place_is_reported_not_written(change, field):
+    p = plan(as_recorded("web-1", **change), recorded("web-1"))
     assert p.not_changeable == [field]
     assert p.steps == []
 
 
-def test_new_key_is_reported_not_written(tmp_path):
-    first = keygen(tmp_path, name="a").with_suffix(".pub").read_text()
-    second = keygen(tmp_path, name="b").with_suffix(".pub").read_text()
-    [old] = specs(name="web-1", ssh_public_key=first)
-    [new] = specs(name="web-1", ssh_public_key=second, tags={"x": "1"})
-    p = plan(new, existing(old))
+def test_location_is_compared_without_case_or_spaces():
+    assert plan(as_recorded("web-1", location="West Europe"), recorded("web-1")).steps == []
+
+
+def test_new_key_is_reported_not_written(ssh_key):
+    p = plan(as_recorded("web-1", ssh_public_key=ssh_key, tags={"x": "1"}), recorded("web-1"))
     assert p.not_changeable == ["ssh_keys"]
     assert [(m, kind) for m, kind, _change in writes(p)] == [("PATCH", "virtualMachines")]  # the tag still applies
 
 
-def test_size_change_is_patch(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, size="Standard_D2s_v5")
-    p = plan(new, existing(old))
-    assert [(m, c) for m, _k, c in writes(p)] == [("PATCH", "update VM (size)")]
+@pytest.mark.parametrize(("name", "change", "patch"), [
+    ("web-1", {"size": "Standard_D2s_v5"}, {"properties": {"hardwareProfile": {"vmSize": "Standard_D2s_v5"}}}),
+    ("web-1", {"identity": "system"}, {"identity": {"type": "SystemAssigned"}}),
+    ("db-1", {"identity": "none"}, {"identity": {"type": "None"}}),
+    ("db-1", {"os_disk": {"delete_option": "Delete"}},
+     {"properties": {"storageProfile": {"osDisk": {"deleteOption": "Delete"}}}}),
+])
+def test_what_azure_changes_on_the_vm_is_one_patch(name, change, patch):
+    p = plan(as_recorded(name, **change), recorded(name))
+    assert [(m, kind) for m, kind, _c in writes(p)] == [("PATCH", "virtualMachines")]
+    assert p.steps[0].body == patch and p.not_changeable == []
 
 
-def test_dropping_the_public_ip_detaches_then_deletes_it(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, public_ip=False)
-    assert [(m, kind) for m, kind, _c in writes(plan(new, existing(old)))] == [
-        ("PUT", "networkInterfaces"), ("DELETE", "publicIPAddresses")]
+def test_dropping_the_public_ip_detaches_then_deletes_it():
+    p = plan(as_recorded("web-1", public_ip=False, dns_label=None), recorded("web-1"))
+    assert [(m, kind) for m, kind, _c in writes(p)] == [("PUT", "networkInterfaces"), ("DELETE", "publicIPAddresses")]
+    [config] = p.steps[0].body["properties"]["ipConfigurations"]
+    assert "publicIPAddress" not in config["properties"]
 
 
-def test_adding_a_public_ip_creates_then_attaches_it(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key, public_ip=False)
-    [new] = specs(name="web-1", ssh_public_key=ssh_key)
-    actual = existing(old)
-    actual = azvm.Actual(actual.vm, azvm.nic_body(old, "westeurope", False, None) | {"id": old.nic_id}, None)
-    assert [(m, kind) for m, kind, _c in writes(plan(new, actual))] == [
-        ("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces")]
+def test_adding_a_public_ip_creates_it_in_the_vms_zone_then_attaches_it():
+    p = plan(as_recorded("db-1", public_ip=True), recorded("db-1"))
+    assert [(m, kind) for m, kind, _c in writes(p)] == [("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces")]
+    pip, nic = p.steps[0].body, p.steps[1].body
+    assert (pip["location"], pip["zones"]) == ("westeurope", ["2"])
+    [config] = nic["properties"]["ipConfigurations"]
+    assert config["properties"]["publicIPAddress"]["id"].endswith("/publicIPAddresses/db-1-pip")
+    assert nic["properties"]["networkSecurityGroup"]["id"] == DATA["db-1"]["options"]["nsg_id"]  # kept
 
 
-def test_subnet_in_another_network_is_not_changeable(ssh_key):
-    [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, subnet_id=SUBNET.replace("/vnet/", "/vnet2/"))
-    p = plan(new, existing(old))
+def test_dns_label_change_is_one_put_of_the_public_ip_as_it_is():
+    p = plan(as_recorded("web-1", dns_label="web-1-new"), recorded("web-1"))
+    assert [(m, kind) for m, kind, _c in writes(p)] == [("PUT", "publicIPAddresses")]
+    body = p.steps[0].body
+    assert body["properties"]["dnsSettings"] == {"domainNameLabel": "web-1-new"}
+    assert (body["location"], body["zones"]) == ("westeurope", ["1"])  # the public IP's own zone
+
+
+def test_subnet_in_another_network_is_not_changeable():
+    p = plan(as_recorded("web-1", subnet_id=SUBNET.replace("/vnet/", "/vnet2/")), recorded("web-1"))
     assert p.not_changeable == ["subnet_id (other virtual network)"] and p.steps == []
 
 
-def test_nic_update_keeps_what_cannot_change_in_place(ssh_key):
+def test_nic_update_keeps_what_cannot_change_in_place():
     """An NSG change on a NIC whose subnet is asked to move to another VNet (not possible in
     place) must not send the other VNet's subnet, nor re-point the NIC at another public IP."""
     sent = {}
@@ -210,42 +222,48 @@ def test_nic_update_keeps_what_cannot_change_in_place(ssh_key):
     class Session(FakeSession):
         network = SimpleNamespace(network_interfaces=Interfaces())
 
-    [old] = specs(name="web-1", ssh_public_key=ssh_key)
-    nsg = SUBNET.split("/providers/", maxsplit=1)[0] + "/providers/Microsoft.Network/networkSecurityGroups/nsg2"
-    [new] = specs(name="web-1", ssh_public_key=ssh_key, subnet_id=SUBNET.replace("/vnet/", "/vnet2/"), nsg_id=nsg)
-    actual = existing(old)
-    own_pip = actual.pip["id"].replace("web-1-pip", "shared-pip")
-    actual = azvm.Actual(actual.vm, actual.nic, actual.pip | {"id": own_pip})
-    p = azvm.plan_present(Session(), new, actual, {})
+    nsg = DATA["db-1"]["options"]["nsg_id"]
+    spec = as_recorded("web-1", subnet_id=SUBNET.replace("/vnet/", "/vnet2/"), nsg_id=nsg)
+    actual = recorded("web-1")
+    shared_pip = actual.pip["id"].replace("web-1-pip", "shared-pip")
+    actual.nic["properties"]["ipConfigurations"][0]["properties"]["publicIPAddress"]["id"] = shared_pip
+    actual.pip["id"] = shared_pip
+    p = azvm.plan_present(Session(), spec, actual, {})
     assert p.not_changeable == ["subnet_id (other virtual network)"]
     [step] = [s for s in p.steps if "networkInterfaces" in s.id]
     step.run()
     [config] = sent["web-1-nic"]["properties"]["ipConfigurations"]
     assert config["properties"]["subnet"]["id"] == SUBNET
-    assert config["properties"]["publicIPAddress"]["id"] == own_pip
+    assert config["properties"]["publicIPAddress"]["id"] == shared_pip
     assert sent["web-1-nic"]["properties"]["networkSecurityGroup"]["id"] == nsg
 
 
-def test_latest_image_matches_any_deployed_version(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key, image={"publisher": "canonical",
-                                                                "offer": "0001-com-ubuntu-server-jammy",
-                                                                "sku": "22_04-lts-gen2"})
-    [deployed] = specs(name="web-1", ssh_public_key=ssh_key, image="ubuntu2204")
-    assert plan(spec, existing(deployed)).steps == []
+def test_latest_image_matches_any_deployed_version():
+    deployed = DATA["web-1"]["vm"]["properties"]["storageProfile"]["imageReference"]
+    assert deployed["exactVersion"] != "latest"
+    spec = as_recorded("web-1", image={"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy",
+                                       "sku": "22_04-lts-gen2"})
+    assert plan(spec, recorded("web-1")).steps == []
+    pinned = as_recorded("web-1", image=dict(spec.wanted["image"], version="22.04.199901010"))
+    assert plan(pinned, recorded("web-1")).not_changeable == ["image"]
 
 
-def test_delete_removes_only_what_carries_the_marker(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
-    actual = existing(spec)
-    foreign = copy.deepcopy(actual)
-    foreign.nic["tags"] = {}
-    foreign.pip["tags"] = {azvm.MARKER_TAG: "another-vm"}
+def test_delete_removes_only_what_carries_the_marker():
     [absent] = specs(name="web-1", state="absent")
-    ours = [(m, k) for m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, actual))]
-    assert ("DELETE", "virtualMachines") in ours and ("DELETE", "networkInterfaces") in ours
-    assert ("DELETE", "publicIPAddresses") in ours
+    ours = [(m, k) for m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, recorded("web-1")))]
+    assert ours == [("DELETE", "virtualMachines"), ("DELETE", "disks"), ("DELETE", "networkInterfaces"),
+                    ("DELETE", "publicIPAddresses")]
+    foreign = recorded("web-1")
+    foreign.nic["tags"] = {}
+    foreign.pip["tags"] = {desired.MARKER_TAG: "another-vm"}
     theirs = [k for _m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, foreign))]
-    assert "networkInterfaces" not in theirs and "publicIPAddresses" not in theirs
+    assert theirs == ["virtualMachines", "disks"]
+
+
+def test_a_disk_azure_detaches_is_left_as_azure_leaves_it():
+    [absent] = specs(name="db-1", state="absent")
+    assert [k for _m, k, _c in writes(azvm.plan_absent(FakeSession(), absent, recorded("db-1")))] == [
+        "virtualMachines", "networkInterfaces"]
 
 
 def test_nothing_there_plans_no_delete():
@@ -253,54 +271,60 @@ def test_nothing_there_plans_no_delete():
     assert azvm.plan_absent(FakeSession(), absent, azvm.Actual()).steps == []
 
 
-def test_leftover_nic_of_someone_else_stops_create(ssh_key):
-    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
-    actual = existing(spec)
-    leftover = azvm.Actual(None, dict(actual.nic, tags={}), None)
-    assert "was not made by this module" in plan(spec, leftover).error
+def test_leftover_nic_of_someone_else_stops_create():
+    leftover = recorded("web-1")
+    leftover.nic["tags"] = {}
+    p = plan(as_recorded("web-1"), azvm.Actual(None, leftover.nic, None))
+    assert p.steps == [] and "was not made by this module" in p.error
+
+
+def test_leftovers_of_our_own_interrupted_create_are_rewritten():
+    leftover = recorded("web-1")
+    p = plan(as_recorded("web-1"), azvm.Actual(None, leftover.nic, leftover.pip))
+    assert [(m, k) for m, k, _c in writes(p)] == [("PUT", "publicIPAddresses"), ("PUT", "networkInterfaces"),
+                                                 ("PUT", "virtualMachines")]
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"name": "bad_name!"}, "name 'bad_name!' must be"),
+    ({"name": "bad_name!"}, "^name: 'bad_name!' must be"),
     ({"name": "-web"}, "must be 1-64 letters"),
-    ({"image": "ubuntu1804"}, "image 'ubuntu1804' is not a preset"),
+    ({"image": "ubuntu1804"}, "image: 'ubuntu1804' is not a preset"),
     ({"image": {"publisher": "Canonical"}}, "missing: offer, sku"),
     ({"ssh_public_key": "ssh-ed25519 AAAA-not-base64"}, "ssh_public_key"),
     ({"subnet_id": "/subscriptions/x/hosts"}, "is not a subnet resource id"),
-    ({"admin_username": "root"}, "admin_username 'root' is not allowed"),
-    ({"tags": {azvm.MARKER_TAG: "x"}}, "reserved"),
+    ({"admin_username": "root"}, "^web-1: admin_username: 'root' is a name Azure reserves"),
+    ({"admin_username": "backup"}, "^web-1: admin_username: 'backup' is a name Azure reserves"),
+    ({"tags": {"a/b": "x"}}, "^web-1: tags: tag name 'a/b'"),
+    ({"tags": {desired.MARKER_TAG: "x"}}, "reserved"),
     ({"dns_label": "Web_1"}, "dns_label"),
 ])
 def test_bad_input_is_refused_locally_with_the_input_named(ssh_key, overrides, message):
     args = {"name": "web-1", "ssh_public_key": ssh_key}
     args.update(overrides)
-    with pytest.raises(azvm.VMInputError, match=message) as err:
+    with pytest.raises(desired.VMInputError, match=message) as err:
         specs(**args)
     assert "\n" not in str(err.value)
 
 
-def test_tags_only_update_of_an_existing_vm_is_one_patch_then_nothing(ssh_key):
-    # A VM made with non-default size, image, user and no public IP: a call with only its name and
-    # tags must not read the left-out options as their defaults (no resize, nothing "not changeable").
-    [made] = specs(name="web-1", ssh_public_key=ssh_key, size="Standard_D4s_v5", image="ubuntu2204",
-                   admin_username="ops", tags={"role": "web"})
-    vm = existing(made, **{"properties.hardwareProfile.vmSize": "Standard_D4s_v5"})
-    [tags_only] = specs(name="web-1", subnet_id=None, location=None, tags={"sshca-enrolled": "2026-11-25"})
-    assert tags_only.missing == ["ssh_public_key", "subnet_id (or vnet_name and subnet_name)"]
+def test_tags_only_update_of_an_existing_vm_is_one_patch_then_nothing():
+    # db-1 has a non-default size, user and no public IP: a call with only its name and tags must
+    # not read the left-out options as their defaults (no resize, nothing "not changeable").
+    [tags_only] = specs(name="db-1", subnet_id=None, location=None, tags={"sshca-enrolled": "2026-11-25"})
+    assert tags_only.missing == (desired.CreationInput.SSH_KEY, desired.CreationInput.SUBNET)
+    vm = recorded("db-1")
     p = plan(tags_only, vm)
     assert writes(p) == [("PATCH", "virtualMachines", "update VM (tags)")]
     assert p.not_changeable == []
-    assert p.steps[0].body == {"tags": {"role": "web", "sshca-enrolled": "2026-11-25"}}
+    assert p.steps[0].body == {"tags": {"sshca-enrolled": "2026-11-25"}}
 
     vm.vm["tags"] = p.steps[0].body["tags"]
     again = plan(tags_only, vm)
     assert again.steps == [] and again.not_changeable == []
 
 
-def test_tags_only_update_with_exact_tags_keeps_nothing_else(ssh_key):
-    [made] = specs(name="web-1", ssh_public_key=ssh_key, tags={"role": "web"})
+def test_tags_only_update_with_exact_tags_keeps_nothing_else():
     [exact] = specs(name="web-1", subnet_id=None, tags={"only": "this"}, append_tags=False)
-    p = plan(exact, existing(made))
+    p = plan(exact, recorded("web-1"))
     assert [s.body for s in p.steps] == [{"tags": {"only": "this"}}]
 
 
@@ -319,7 +343,7 @@ def test_absent_vm_without_creation_inputs_fails_naming_them(ssh_key, overrides,
 
 def test_vm_id_gives_subscription_group_and_name():
     vm_id = f"/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.Compute/virtualMachines/web-9"
-    resolved = azvm.apply_vm_id(params(id=vm_id, resource_group=None))
+    resolved = desired.apply_vm_id(params(id=vm_id, resource_group=None))
     assert (resolved["subscription_id"], resolved["resource_group"], resolved["name"]) == (SUB, "rg-other", "web-9")
 
 
@@ -333,32 +357,32 @@ def test_vm_id_gives_subscription_group_and_name():
       "resource_group": None, "subscription_id": SUB}, "is in subscription_id other, but subscription_id is"),
 ])
 def test_bad_vm_id_is_refused_with_the_input_named(overrides, message):
-    with pytest.raises(azvm.VMInputError, match=message) as err:
-        azvm.apply_vm_id(params(**overrides))
+    with pytest.raises(desired.VMInputError, match=message) as err:
+        desired.apply_vm_id(params(**overrides))
     assert "\n" not in str(err.value)
 
 
 def test_rsa_1024_is_refused(tmp_path):
     weak = keygen(tmp_path, "rsa", 1024).with_suffix(".pub").read_text()
-    with pytest.raises(azvm.VMInputError, match=r"vms\[1\] \(b\): ssh_public_key: is a 1024-bit RSA key"):
+    with pytest.raises(desired.VMInputError, match=r"vms\[1\] \(b\): ssh_public_key: is a 1024-bit RSA key"):
         specs(vms=[{"name": "a"}, {"name": "b", "ssh_public_key": weak}],
               ssh_public_key=keygen(tmp_path, name="ok").with_suffix(".pub").read_text())
 
 
 def test_ecdsa_is_refused_as_azure_would(tmp_path):
     ecdsa = keygen(tmp_path, "ecdsa").with_suffix(".pub").read_text()
-    with pytest.raises(azvm.VMInputError, match="Azure takes only ssh-rsa and ssh-ed25519 keys"):
+    with pytest.raises(desired.VMInputError, match="Azure takes only ssh-rsa and ssh-ed25519 keys"):
         specs(name="web-1", ssh_public_key=ecdsa)
 
 
 def test_vms_items_override_defaults_and_are_type_checked(ssh_key):
     a, b = specs(ssh_public_key=ssh_key, size="Standard_B1s",
                  vms=[{"name": "a"}, {"name": "b", "size": "Standard_D2s_v5", "public_ip": "no"}])
-    assert (a.size, a.public_ip, a.admin_username) == ("Standard_B1s", True, "azureuser")
-    assert (b.size, b.public_ip) == ("Standard_D2s_v5", False)
-    with pytest.raises(azvm.VMInputError, match=r"vms\[0\].*sizee"):
+    assert (a.value("size"), a.value("public_ip"), a.value("admin_username")) == ("Standard_B1s", True, "azureuser")
+    assert (b.value("size"), b.value("public_ip")) == ("Standard_D2s_v5", False)
+    with pytest.raises(desired.VMInputError, match=r"vms\[0\].*sizee"):
         specs(ssh_public_key=ssh_key, vms=[{"name": "a", "sizee": "x"}])
-    with pytest.raises(azvm.VMInputError, match="listed twice"):
+    with pytest.raises(desired.VMInputError, match="listed twice"):
         specs(ssh_public_key=ssh_key, vms=[{"name": "a"}, {"name": "A"}])
 
 
@@ -369,3 +393,134 @@ def test_vms_items_override_defaults_and_are_type_checked(ssh_key):
 ])
 def test_tag_filter_forms(given, expected):
     assert azvm.parse_tag_filter(given) == expected
+
+
+def test_tags_merged_past_azures_limit_fail_before_any_write():
+    p = plan(as_recorded("web-1", tags={f"new{i}": "y" for i in range(49)}), recorded("web-1"))
+    assert p.steps == []
+    assert p.error == "web-1: tags (with the VM's own): has 51 tags; Azure allows at most 50 per resource"
+
+
+def test_vms_are_created_with_boot_diagnostics_on_managed_storage(ssh_key):
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
+    body = azvm.vm_body(spec, desired.desired_summary(spec, None))
+    assert body["properties"]["diagnosticsProfile"] == {"bootDiagnostics": {"enabled": True}}  # no storageUri
+
+
+def test_boot_diagnostics_off_is_turned_on_with_one_patch():
+    actual = recorded("web-1", **{"properties.diagnosticsProfile": {"bootDiagnostics": {"enabled": False}}})
+    p = plan(as_recorded("web-1"), actual)
+    assert writes(p) == [("PATCH", "virtualMachines", "update VM (boot_diagnostics)")]
+    assert p.steps[0].body == {"properties": {"diagnosticsProfile": {"bootDiagnostics": {"enabled": True}}}}
+    # A tags-only update leaves the VM's boot diagnostics as they are.
+    [tags_only] = specs(name="web-1", subnet_id=None, tags={"a": "b"})
+    assert [s.body for s in plan(tags_only, actual).steps] == [{"tags": {"role": "web", "a=b": "c=d", "a": "b"}}]
+
+
+def test_each_write_sends_its_own_body(ssh_key):
+    """What each step hands the SDK is the body built for that resource (closures bind late)."""
+    sent = []
+
+    class Client:
+        def __getattr__(self, operation):
+            return lambda *args: sent.append((operation, args[-1]))
+
+    class Session(FakeSession):
+        network = SimpleNamespace(public_ip_addresses=Client(), network_interfaces=Client())
+        compute = SimpleNamespace(virtual_machines=Client())
+
+    [spec] = specs(name="web-1", ssh_public_key=ssh_key)
+    p = azvm.plan_present(Session(), spec, azvm.Actual(), {})
+    for step in p.steps:
+        step.run()
+    assert [body for _op, body in sent] == [step.body for step in p.steps]
+    pip, nic, vm = (body for _op, body in sent)
+    assert pip["sku"]["name"] == "Standard" and "ipConfigurations" in nic["properties"]
+    assert vm["properties"]["hardwareProfile"]["vmSize"] == "Standard_B2s"
+
+
+class Finished:
+    """A long-running operation that is done, holding what ARM returned for it."""
+
+    def __init__(self, result):
+        self._result = result
+
+    def wait(self, timeout=None):
+        pass
+
+    def done(self):
+        return True
+
+    def result(self):
+        return self._result
+
+
+class Recording:
+    """An SDK operations group: writes return finished operations; every read is counted."""
+
+    def __init__(self, reads, written):
+        self.reads, self.written = reads, written
+
+    def get(self, resource_group, name, **kwargs):
+        self.reads.append(name)
+        return copy.deepcopy(DATA["web-1"]["vm"])  # running
+
+    def __getattr__(self, operation):
+        return lambda *args: Finished(self.written(args[-1]))
+
+
+def applied(spec, actual):
+    """Plan and apply with clients whose writes finish at once; (what exists after, names read)."""
+    reads = []
+
+    class Session(FakeSession):
+        operations = SimpleNamespace(add=lambda *args: None)
+        compute = SimpleNamespace(virtual_machines=Recording(reads, lambda body: dict(body, id="vm", name="web-1")))
+        network = SimpleNamespace(public_ip_addresses=Recording(reads, lambda body: dict(body, id="pip")),
+                                  network_interfaces=Recording(reads, lambda body: dict(body, id="nic")))
+
+    session = Session()
+    return azvm.apply_plan(session, azvm.plan_present(session, spec, actual, {}), timeout=60), reads
+
+
+def test_a_patch_is_not_followed_by_a_read():
+    actual, reads = applied(as_recorded("web-1", tags={"enrolled": "yes"}), recorded("web-1"))
+    assert reads == []
+    facts = azvm.report(actual)
+    assert facts["tags"] == {"role": "web", "a=b": "c=d", "enrolled": "yes"}  # what the PATCH returned
+    assert facts["power_state"] == "running" and facts["public_ip"] == DATA["web-1"]["pip"]["properties"]["ipAddress"]
+
+
+def test_a_create_reads_only_to_wait_until_the_vm_runs():
+    actual, reads = applied(as_recorded("web-1"), azvm.Actual())
+    assert reads == ["web-1"]  # the instance view that says it runs
+    assert actual.nic["id"] == "nic" and actual.pip["id"] == "pip"  # the created ones, as their PUTs returned
+
+
+def test_azure_vm_info_reads_each_vm_once():
+    reads = []
+
+    class VirtualMachines:
+        def get(self, resource_group, name, expand=None):
+            reads.append((name, expand))
+            return copy.deepcopy(DATA[name]["vm"])
+
+        def list(self, resource_group):
+            return [{k: v for k, v in DATA[n]["vm"].items() if k != "properties"} for n in ("web-1", "db-1")]
+
+    class Network:
+        def get(self, resource_group, name):
+            kind = "pip" if name.endswith("-pip") else "nic"
+            return copy.deepcopy(DATA[name.rsplit("-", 1)[0]][kind])
+
+    class Session(FakeSession):
+        compute = SimpleNamespace(virtual_machines=VirtualMachines())
+        network = SimpleNamespace(network_interfaces=Network(), public_ip_addresses=Network())
+
+    one = azvm.info(Session(), {"resource_group": RG, "name": "web-1"})
+    assert reads == [("web-1", "instanceView")] and one[0]["power_state"] == "running"
+    reads.clear()
+    both = azvm.info(Session(), {"resource_group": RG})
+    assert sorted(reads) == [("db-1", "instanceView"), ("web-1", "instanceView")]
+    assert [vm["name"] for vm in both] == ["db-1", "web-1"]
+    assert azvm.info(Session(), {"resource_group": RG, "name": "web-1", "tags": {"role": "db"}}) == []

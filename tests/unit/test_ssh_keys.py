@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
+    KeyAction,
     KeypairFiles,
+    PassphraseNeeded,
+    PassphraseNotNeeded,
     SSHKeyError,
+    UnreadableKey,
+    WrongPassphrase,
+    load_private_key,
     parse_openssh_public_key,
     parse_public_key,
     parse_rfc4716,
@@ -165,7 +171,7 @@ def test_rfc4716_round_trip_property(keys, kind, comment, headers, newline):
 def test_keypair_files_are_readable_by_ssh_keygen(tmp_path):
     pair = KeypairFiles(str(tmp_path / "boot"), "rsa", 3072, "boot@test")
     plan = pair.plan()
-    assert plan["key"] == "create"
+    assert plan["key"] is KeyAction.CREATE
     public = pair.apply(plan)
     assert (tmp_path / "boot").stat().st_mode & 0o777 == 0o600
     derived = ssh_keygen("-y", "-f", str(tmp_path / "boot")).split()
@@ -174,7 +180,7 @@ def test_keypair_files_are_readable_by_ssh_keygen(tmp_path):
     converted = ssh_keygen("-i", "-m", "RFC4716", "-f", str(tmp_path / "boot.rfc4716.pub")).split()
     assert converted[:2] == derived[:2]
     assert public.bits == 3072
-    assert KeypairFiles(str(tmp_path / "boot"), "rsa", 3072, "boot@test").plan()["key"] == "keep"
+    assert KeypairFiles(str(tmp_path / "boot"), "rsa", 3072, "boot@test").plan()["key"] is KeyAction.KEEP
 
 
 def test_passphrase_protects_the_keypair(tmp_path):
@@ -191,19 +197,19 @@ def test_unencrypted_key_gets_encrypted_without_being_replaced(tmp_path):
     pair = make_keypair(tmp_path, "plain")
     files = KeypairFiles(str(pair.private), "ed25519", passphrase="now-secret")
     plan = files.plan()
-    assert plan["key"] == "encrypt"
+    assert plan["key"] is KeyAction.ENCRYPT
     public = files.apply(plan)
     assert public.openssh_no_comment() == " ".join(pair.public_text.split()[:2])
     ssh_keygen("-y", "-P", "now-secret", "-f", str(pair.private))
 
 
 @pytest.mark.parametrize(("policy", "expected"), [
-    ("never", "keep"), ("partial_idempotence", "regenerate"), ("full_idempotence", "regenerate"),
-    ("always", "regenerate"),
+    ("never", KeyAction.KEEP), ("partial_idempotence", KeyAction.REGENERATE),
+    ("full_idempotence", KeyAction.REGENERATE), ("always", KeyAction.REGENERATE),
 ])
 def test_type_change_follows_the_regenerate_policy(tmp_path, policy, expected):
     pair = make_keypair(tmp_path, "k")
-    assert KeypairFiles(str(pair.private), "rsa", regenerate=policy).plan()["key"] == expected
+    assert KeypairFiles(str(pair.private), "rsa", regenerate=policy).plan()["key"] is expected
 
 
 def test_type_change_with_fail_policy_fails(tmp_path):
@@ -217,4 +223,46 @@ def test_unreadable_key_is_replaced_only_under_full_idempotence(tmp_path):
     path.write_text("not a key\n")
     with pytest.raises(SSHKeyError, match="not a readable private key"):
         KeypairFiles(str(path), "ed25519").plan()
-    assert KeypairFiles(str(path), "ed25519", regenerate="full_idempotence").plan()["key"] == "regenerate"
+    assert KeypairFiles(str(path), "ed25519", regenerate="full_idempotence").plan()["key"] is KeyAction.REGENERATE
+
+
+# Every private-key format users hand us, each as ssh-keygen writes it: the problem with a
+# passphrase is told by the key's format (an error type), whatever cryptography's messages say.
+KEY_FORMATS = {"openssh": ("ed25519", "RFC4716"), "pkcs8": ("rsa", "PKCS8"), "traditional-pem": ("rsa", "PEM")}
+FAST = ("-b", "2048", "-a", "2")  # small RSA keys and few bcrypt rounds: the format is what is tested
+
+
+@pytest.fixture(scope="module")
+def private_keys(tmp_path_factory) -> dict[tuple[str, bool], bytes]:
+    folder = tmp_path_factory.mktemp("private")
+    made = {}
+    for name, (key_type, key_format) in KEY_FORMATS.items():
+        for encrypted in (True, False):
+            path = folder / f"{name}-{encrypted}"
+            ssh_keygen("-q", "-t", key_type, *FAST, "-m", key_format, "-N", "right-pass" if encrypted else "",
+                       "-f", str(path))
+            made[(name, encrypted)] = path.read_bytes()
+    return made
+
+
+@pytest.mark.parametrize("key_format", KEY_FORMATS)
+@pytest.mark.parametrize(("encrypted", "passphrase", "outcome"), [
+    (True, "right-pass", None), (True, None, PassphraseNeeded), (True, "wrong-pass", WrongPassphrase),
+    (False, None, None), (False, "right-pass", PassphraseNotNeeded),
+])
+def test_private_key_problems_are_typed(private_keys, key_format, encrypted, passphrase, outcome):
+    data = private_keys[(key_format, encrypted)]
+    if outcome is None:
+        assert load_private_key(data, passphrase, "k").public_key() is not None
+        return
+    with pytest.raises(outcome) as err:
+        load_private_key(data, passphrase, "the-key")
+    assert str(err.value).startswith("the-key: ") and "\n" not in str(err.value)
+    assert b"PRIVATE" not in str(err.value).encode()
+
+
+@pytest.mark.parametrize("data", [b"not a key", b"-----BEGIN OPENSSH PRIVATE KEY-----\n!!!\n", b""])
+def test_garbage_is_unreadable_with_or_without_a_passphrase(data):
+    for passphrase in (None, "p4ssword"):
+        with pytest.raises(UnreadableKey, match=r"^k: is not a readable private key$"):
+            load_private_key(data, passphrase, "k")
