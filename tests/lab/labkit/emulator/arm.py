@@ -57,6 +57,9 @@ class Arm:
                   policy=_compute_operation),
             *[route("GET", f"{SUB}/providers/{kind.full_type}", self.list, kind=kind,
                     policy="HighCostGetVM" if kind is VM else None) for kind in KINDS.values()],
+            route("GET", SUB + "/providers/Microsoft.Compute/locations/{location}/vmSizes", compute.vm_sizes),
+            route("GET", SUB + "/providers/Microsoft.Compute/locations/{location}/publishers/{publisher}"
+                  "/artifacttypes/vmimage/offers/{offer}/skus/{sku}/versions", compute.image_versions),
             route("GET", SUB + "/providers/{namespace}/{type*}", self.unknown_type),
             route("GET", SUB + "/resourcegroups", groups.list),
             route("GET HEAD", GROUP, groups.get),

@@ -30,7 +30,7 @@ class ArmError(Exception):
 @dataclass
 class Reply:
     status: int
-    body: dict | None = None
+    body: dict | list | None = None  # a list: the image catalogue answers a bare array
     headers: dict[str, str] = field(default_factory=dict)
     log: dict = field(default_factory=dict)  # extra fields for the request log
 

@@ -38,6 +38,15 @@ RUN_COMMAND_OUTPUT_BYTES = 4096  # Azure reports the last 4,096 bytes of stdout 
 RUN_COMMAND_TIMEOUT = 5400  # Azure stops a Run Command script after 90 minutes
 NOT_RUNNING = ("OperationNotAllowed", "The operation requires the VM to be running (or set to run).")
 
+# The version "latest" resolves to, and the only one the image catalogue lists.
+LATEST_IMAGE_VERSION = "22.04.202501010"
+# The VM sizes a location lists (cores, memory MB, data disks, temporary disk MB), as Azure documents them.
+VM_SIZES = {
+    "Standard_B1s": (1, 1024, 2, 4096), "Standard_B1ms": (1, 2048, 2, 4096), "Standard_B2s": (2, 4096, 4, 8192),
+    "Standard_B2ms": (2, 8192, 4, 16384), "Standard_D2s_v3": (2, 8192, 4, 16384),
+    "Standard_D2s_v5": (2, 8192, 4, 0), "Standard_D4s_v5": (4, 16384, 8, 0),
+}
+
 DEFAULT_HOST_KIND = {"suite": "bookworm", "ssh_activation": "service"}
 DEBIAN_VERSIONS = {"bookworm": "12", "trixie": "13"}
 POWER_STATES = {"starting": "VM starting", "running": "VM running", "stopping": "VM stopping",
@@ -378,7 +387,7 @@ class Compute:
         os_profile.setdefault("requireGuestProvisionSignal", True)
         image_out = dict(image)
         image_out.setdefault("exactVersion", image.get("version") if image.get("version") != "latest"
-                             else "22.04.202501010")
+                             else LATEST_IMAGE_VERSION)
         new["properties"] = {
             **{k: v for k, v in props.items() if k not in ("osProfile", "storageProfile", "networkProfile")},
             "vmId": str(uuid.uuid4()),
@@ -501,6 +510,24 @@ class Compute:
 
     def get_instance_view(self, req: Request) -> Reply:
         return Reply(200, self.instance_view(self._vm(req)))
+
+    # --- the catalogue a client may read before creating (azure.azcollection does) -------------
+
+    @staticmethod
+    def vm_sizes(req: Request) -> Reply:
+        return Reply(200, {"value": [
+            {"name": name, "numberOfCores": cores, "osDiskSizeInMB": 1047552, "resourceDiskSizeInMB": temp_mb,
+             "memoryInMB": memory_mb, "maxDataDiskCount": disks}
+            for name, (cores, memory_mb, disks, temp_mb) in VM_SIZES.items()]})
+
+    @staticmethod
+    def image_versions(req: Request) -> Reply:
+        """Every publisher, offer and SKU has one version here: any image creates a VM (see lab_host_kind)."""
+        p = req.params
+        image = (f"/Subscriptions/{p['sub']}/Providers/Microsoft.Compute/Locations/{p['location']}/Publishers/"
+                 f"{p['publisher']}/ArtifactTypes/VMImage/Offers/{p['offer']}/Skus/{p['sku']}/Versions/")
+        return Reply(200, [{"name": LATEST_IMAGE_VERSION, "location": p["location"],
+                            "id": image + LATEST_IMAGE_VERSION}])
 
     def run_command(self, req: Request) -> Reply:
         """POST .../runCommand: accepted at once, run in the background, polled like any operation."""
