@@ -202,6 +202,16 @@ def _host_tags(value, where):
         raise EnrollmentError(where, str(err)) from None
 
 
+def _known_keys(where, entry, allowed):
+    """A dict with only the allowed keys, or one line naming the first unknown one."""
+    if not isinstance(entry, dict):
+        raise EnrollmentError(where, "must be a dict {%s}" % ", ".join(allowed))
+    unknown = sorted(set(entry) - set(allowed))
+    if unknown:
+        raise EnrollmentError(where, "unknown key %s (known: %s)" % (unknown[0], ", ".join(allowed)))
+    return entry
+
+
 def _bool(value, where, name):
     if isinstance(value, bool):
         return value
@@ -252,11 +262,7 @@ def access_rules(rules):
     checked = []
     for index, rule in enumerate(rules):
         where = "sshca_access_rules[%d]" % index
-        if not isinstance(rule, dict):
-            raise EnrollmentError(where, "must be a dict {principal, accounts, host_tags}")
-        unknown = sorted(set(rule) - {"principal", "accounts", "host_tags"})
-        if unknown:
-            raise EnrollmentError(where, "unknown key %s (known: principal, accounts, host_tags)" % unknown[0])
+        _known_keys(where, rule, ("principal", "accounts", "host_tags"))
         principal = check_principal(rule.get("principal"), where, "principal")
         accounts = _list_of(rule.get("accounts"), where, "accounts")
         if not accounts:
@@ -310,11 +316,7 @@ def settings(admin_user="azureuser", admin_principals=("sshca-admin",), rules=No
                   for p in _list_of(admin_principals, "sshca_admin_principal", "admin principals")]
     for index, account in enumerate(_list_of(accounts, "sshca_accounts", "accounts")):
         where = "sshca_accounts[%d]" % index
-        if not isinstance(account, dict):
-            raise EnrollmentError(where, "must be a dict {name, shell, groups}")
-        unknown = sorted(set(account) - {"name", "shell", "groups"})
-        if unknown:
-            raise EnrollmentError(where, "unknown key %s (known: name, shell, groups)" % unknown[0])
+        _known_keys(where, account, ("name", "shell", "groups"))
         check_linux_user(account.get("name"), where, "name")
     return Settings(admin_user, principals, access_rules(rules), _text(resource_group, "sshca_resource_group",
                                                                          "resource group"))
@@ -326,11 +328,7 @@ def settings(admin_user="azureuser", admin_principals=("sshca-admin",), rules=No
 def _entry(kind, index, entry, allowed):
     label = entry.get("name") if isinstance(entry, dict) else None
     where = "%s[%d]%s" % (kind, index, " (%s)" % label if isinstance(label, str) and label else "")
-    if not isinstance(entry, dict):
-        raise EnrollmentError(where, "must be a dict")
-    unknown = sorted(set(entry) - set(allowed))
-    if unknown:
-        raise EnrollmentError(where, "unknown key %s (known: %s)" % (unknown[0], ", ".join(allowed)))
+    _known_keys(where, entry, allowed)
     return where
 
 

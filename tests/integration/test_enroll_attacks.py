@@ -22,7 +22,14 @@ import time
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import PASSPHRASE, azure, host_keys, login, run_playbook  # noqa: F401 (azure: a fixture)
+from test_enroll_roles import (  # noqa: F401 (azure: a fixture)
+    PASSPHRASE,
+    azure,
+    host_keys,
+    login,
+    run_playbook,
+    work_with_bootstrap,
+)
 
 from conftest import REPO, collection_env, make_keypair
 from labkit import hosts
@@ -33,17 +40,6 @@ WINDOW = 45  # seconds of rollback window in the kill tests
 LOCKOUT_DROPIN = "/etc/ssh/sshd_config.d/10-sshca-lockout.conf"
 STATE = "/var/lib/sshca/lockout"
 HELPER = "/usr/local/sbin/sshca-lockout"
-
-
-def work_with_bootstrap(tmp_path: Path):
-    """A work folder holding the bootstrap key enroll.yml would make (so hosts can authorize it first)."""
-    work = tmp_path / "sshca"
-    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
-    (work / "bootstrap").mkdir(parents=True)
-    for src, dest in ((bootstrap.private, "id_rsa"), (bootstrap.public, "id_rsa.pub")):
-        (work / "bootstrap" / dest).write_bytes(src.read_bytes())
-    (work / "bootstrap" / "id_rsa").chmod(0o600)
-    return work, work / "bootstrap" / "id_rsa", bootstrap.public_text
 
 
 def fingerprints(keys: list[str]) -> list[str]:
