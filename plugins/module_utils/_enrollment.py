@@ -35,6 +35,7 @@ from ansible_collections.sshca.azure.plugins.module_utils._azure_rules import (
     check_vm_name,
     image_reference,
 )
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError, parse_openssh_public_key
 
 # A name sshca uses as a host principal and a folder name on the controller.
@@ -57,7 +58,7 @@ HOST_KEYS_SCRIPT = [
 ]
 
 
-class EnrollmentError(ValueError):
+class EnrollmentError(InputError):
     """Bad enrollment input: str() is one line naming the host and the field."""
 
     def __init__(self, where, problem):
