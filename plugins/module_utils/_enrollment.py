@@ -319,8 +319,8 @@ def settings(admin_user="azureuser", admin_principals=("sshca-admin",), rules=No
         where = "sshca_accounts[%d]" % index
         _known_keys(where, account, ("name", "shell", "groups"))
         check_linux_user(account.get("name"), where, "name")
-    return Settings(admin_user, principals, access_rules(rules), _text(resource_group, "sshca_resource_group",
-                                                                         "resource group"))
+    group = _text(resource_group, "sshca_resource_group", "resource group")
+    return Settings(admin_user, principals, access_rules(rules), group)
 
 
 # --- inputs -> targets --------------------------------------------------------------------------
@@ -357,8 +357,8 @@ def _target(where, host, setup, source_if_vm):
     accept_new = _bool(host.accept_new_host_keys, where, "accept_new_host_keys")
     target = Target(name=name, address=address, private_ip=private_ip, fqdn=fqdn, extra_principals=extra,
                     host_tags=tags, vm_id=vm_id, vm_name=vm_name, resource_group=setup.resource_group,
-                    host_keys=keys, host_key_source="", principals=host_principals(name, address, private_ip,
-                                                                                    fqdn, extra),
+                    host_keys=keys, host_key_source="",
+                    principals=host_principals(name, address, private_ip, fqdn, extra),
                     accounts=account_principals(setup.rules, tags, setup.admin_user, setup.admin_principals))
     if keys:
         target.host_key_source = "given"
@@ -431,7 +431,7 @@ def fleet_targets(entries, setup, vms=None):
         for principal in _list_of(vm.extra_principals, where, "extra_principals"):
             check_principal(principal, where, "extra_principals entry")
         checked.append((where, vm))
-    _unique_names(vm.name for _, vm in checked)
+    _unique_names(vm.name for where, vm in checked)
     if vms is None:
         return []
     made = {vm.get("name"): vm for vm in vms}

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import (  # noqa: F401 (azure: a fixture)
+import test_enroll_roles
+from test_enroll_roles import (
     PASSPHRASE,
-    azure,
     host_keys,
     login,
     run_playbook,
@@ -35,6 +35,7 @@ from conftest import REPO, collection_env, make_keypair
 from labkit import hosts
 
 pytestmark = pytest.mark.lab
+azure = test_enroll_roles.azure  # the private emulator fixture
 
 WINDOW = 45  # seconds of rollback window in the kill tests
 LOCKOUT_DROPIN = "/etc/ssh/sshd_config.d/10-sshca-lockout.conf"
@@ -73,9 +74,8 @@ def lab_host_at(emu, address: str) -> hosts.Host:
     return host
 
 
-def test_impostor_at_first_contact_and_key_sources_left_open(azure, lab_host_factory, ansible_module,  # noqa: F811
-                                                          tmp_path):
-    emu, _, subnet_id = azure
+def test_impostor_at_first_contact_and_key_sources_left_open(azure, lab_host_factory, ansible_module, tmp_path):
+    emu, _clients, subnet_id = azure
     work, bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
     vm = make_vms(ansible_module, subnet_id, bootstrap_public, "victim")["victim"]
     victim = lab_host_at(emu, vm["public_ip"])
@@ -102,12 +102,11 @@ systemctl reload ssh""")
                                 "> /etc/ssh/sshd_config.d/01-legacy.conf && systemctl reload ssh")
     hosts.wait_for_ssh(matchfirst.address)
 
-    run = run_playbook("enroll.yml", {
-        "sshca_work_dir": str(work), "sshca_rollback_seconds": 30,
-        "sshca_hosts": [{"name": "victim", "address": impostor.address, "vm_id": vm["id"]},
-                        {"name": "keys-cmd", "address": keycmd.address, "host_keys": host_keys(keycmd)},
-                        {"name": "match-first", "address": matchfirst.address, "host_keys": host_keys(matchfirst)}]},
-        tmp_path)
+    hosts_to_enroll = [{"name": "victim", "address": impostor.address, "vm_id": vm["id"]},
+                       {"name": "keys-cmd", "address": keycmd.address, "host_keys": host_keys(keycmd)},
+                       {"name": "match-first", "address": matchfirst.address, "host_keys": host_keys(matchfirst)}]
+    run = run_playbook("enroll.yml", {"sshca_work_dir": str(work), "sshca_rollback_seconds": 30,
+                                      "sshca_hosts": hosts_to_enroll}, tmp_path)
     assert run.rc != 0
     assert PASSPHRASE not in run.output
     hosts_summary = summary(run)
@@ -157,8 +156,8 @@ def wait_for(predicate, timeout: float, what: str):
         time.sleep(0.5)
 
 
-def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, ansible_module, tmp_path):  # noqa: F811
-    emu, _, subnet_id = azure
+def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, ansible_module, tmp_path):
+    emu, _clients, subnet_id = azure
     work, bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
     vms = make_vms(ansible_module, subnet_id, bootstrap_public, "stay", "reboot")
     stay, reboot = (lab_host_at(emu, vms[name]["public_ip"]) for name in ("stay", "reboot"))

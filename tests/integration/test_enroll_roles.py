@@ -239,7 +239,7 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     """sshca_hosts with vm_id, then sshca_hosts_group with sshca_vm_name: the enrollment lands on the
     VM's tags, a host without a VM is enrolled untagged and the summary says so, reruns write nothing."""
     emu, clients, subnet_id = azure
-    work, _, bootstrap_public = work_with_bootstrap(tmp_path)
+    work, _key, bootstrap_public = work_with_bootstrap(tmp_path)
     made = ansible_module("azure_vm", {"resource_group": "rg-enroll", "location": "westeurope", "name": "tagged-vm",
                                        "subnet_id": subnet_id, "ssh_public_key": bootstrap_public,
                                        "tags": {"owner": "team-a"}, "wait_for_ssh": True})
@@ -290,7 +290,7 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     run = run_playbook("enroll.yml", group, tmp_path, extra_args=("-i", str(inventory)))
     assert run.rc == 0, run.output[-4000:]
     assert [w.split()[0] + " " + w.rsplit("/", 1)[-1] for w in arm_writes(emu, since)] == ["PATCH tagged-vm"]
-    assert [name for _, name in run_commands(emu, since)] == ["tagged-vm"]  # plain-1's keys were given
+    assert [name for _when, name in run_commands(emu, since)] == ["tagged-vm"]  # plain-1's keys were given
     assert vm_tags() == {"owner": "team-a", "role": "noob", "team": "blue", "sshca-enrolled": after,
                          "sshca-host-cert-serial": serial, "sshca-host-cert-expires": before}
     assert ('"vm_tags": "not recorded: no VM reference (vm_id, or vm_name with a resource group)"'
