@@ -25,6 +25,7 @@ from ansible_collections.sshca.azure.plugins.module_utils._enrollment import (
     host_keys_from_run_command,
     run_command_stdout,
 )
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError
 
 try:
     from azure.mgmt.compute.models import RunCommandInput
@@ -36,7 +37,7 @@ VM_ID_RE = re.compile(r"(?i)^/subscriptions/[^/]+/resourceGroups/([^/]+)/provide
                       r"virtualMachines/([^/]+)$")
 
 
-class RunCommandInputError(ValueError):
+class RunCommandInputError(InputError):
     """A VM reference that names no VM; the message names the entry."""
 
 
@@ -105,23 +106,28 @@ def run(session, refs, script, concurrency=10, timeout=600, read_host_keys=False
     failures = []
     script = wrapped(HOST_KEYS_SCRIPT if read_host_keys else script)
 
+    def fail(ref, result, problem):
+        with lock:
+            failures.append("%s/%s: %s" % (ref[1], ref[2], problem))
+        result.update(failed=True, msg=problem)
+        return result
+
     def one(ref):
         try:
             result = _run_one(session, ref, script, deadline)
         except Exception as err:  # an ARM refusal or a timeout: reported per VM
-            with lock:
-                failures.append("%s/%s: %s" % (ref[1], ref[2], arm_error(err)))
-            return {"id": ref[0], "resource_group": ref[1], "name": ref[2], "failed": True, "msg": arm_error(err)}
-        result["stdout"], result["stderr"], result["exit_status"] = split_output(result["message"])
+            return fail(ref, {"id": ref[0], "resource_group": ref[1], "name": ref[2]}, arm_error(err))
+        message = result.pop("message")
+        result["stdout"], result["stderr"], result["exit_status"] = split_output(message)
+        if result["exit_status"] not in (None, 0):
+            return fail(ref, result, "the script exited %d: %s" % (
+                result["exit_status"], (result["stderr"].strip().splitlines() or ["no error output"])[-1]))
         if read_host_keys:
             try:
-                keys = host_keys_from_run_command(result["message"], "VM %s" % ref[2])
+                keys = host_keys_from_run_command(message, "VM %s" % ref[2])
             except EnrollmentError as err:
-                with lock:
-                    failures.append(str(err))
-                result.update(failed=True, msg=str(err))
-            else:
-                result["host_keys"] = [{"family": k.family, "key": k.key, "fingerprint": k.fingerprint} for k in keys]
+                return fail(ref, result, str(err))
+            result["host_keys"] = [{"family": k.family, "key": k.key, "fingerprint": k.fingerprint} for k in keys]
         return result
 
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(refs) or 1))) as pool:

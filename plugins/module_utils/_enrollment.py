@@ -35,6 +35,7 @@ from ansible_collections.sshca.azure.plugins.module_utils._azure_rules import (
     check_vm_name,
     image_reference,
 )
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError, parse_openssh_public_key
 
 # A name sshca uses as a host principal and a folder name on the controller.
@@ -57,7 +58,7 @@ HOST_KEYS_SCRIPT = [
 ]
 
 
-class EnrollmentError(ValueError):
+class EnrollmentError(InputError):
     """Bad enrollment input: str() is one line naming the host and the field."""
 
     def __init__(self, where, problem):
@@ -202,6 +203,16 @@ def _host_tags(value, where):
         raise EnrollmentError(where, str(err)) from None
 
 
+def _known_keys(where, entry, allowed):
+    """A dict with only the allowed keys, or one line naming the first unknown one."""
+    if not isinstance(entry, dict):
+        raise EnrollmentError(where, "must be a dict {%s}" % ", ".join(allowed))
+    unknown = sorted(set(entry) - set(allowed))
+    if unknown:
+        raise EnrollmentError(where, "unknown key %s (known: %s)" % (unknown[0], ", ".join(allowed)))
+    return entry
+
+
 def _bool(value, where, name):
     if isinstance(value, bool):
         return value
@@ -252,11 +263,7 @@ def access_rules(rules):
     checked = []
     for index, rule in enumerate(rules):
         where = "sshca_access_rules[%d]" % index
-        if not isinstance(rule, dict):
-            raise EnrollmentError(where, "must be a dict {principal, accounts, host_tags}")
-        unknown = sorted(set(rule) - {"principal", "accounts", "host_tags"})
-        if unknown:
-            raise EnrollmentError(where, "unknown key %s (known: principal, accounts, host_tags)" % unknown[0])
+        _known_keys(where, rule, ("principal", "accounts", "host_tags"))
         principal = check_principal(rule.get("principal"), where, "principal")
         accounts = _list_of(rule.get("accounts"), where, "accounts")
         if not accounts:
@@ -310,14 +317,10 @@ def settings(admin_user="azureuser", admin_principals=("sshca-admin",), rules=No
                   for p in _list_of(admin_principals, "sshca_admin_principal", "admin principals")]
     for index, account in enumerate(_list_of(accounts, "sshca_accounts", "accounts")):
         where = "sshca_accounts[%d]" % index
-        if not isinstance(account, dict):
-            raise EnrollmentError(where, "must be a dict {name, shell, groups}")
-        unknown = sorted(set(account) - {"name", "shell", "groups"})
-        if unknown:
-            raise EnrollmentError(where, "unknown key %s (known: name, shell, groups)" % unknown[0])
+        _known_keys(where, account, ("name", "shell", "groups"))
         check_linux_user(account.get("name"), where, "name")
-    return Settings(admin_user, principals, access_rules(rules), _text(resource_group, "sshca_resource_group",
-                                                                         "resource group"))
+    group = _text(resource_group, "sshca_resource_group", "resource group")
+    return Settings(admin_user, principals, access_rules(rules), group)
 
 
 # --- inputs -> targets --------------------------------------------------------------------------
@@ -326,11 +329,7 @@ def settings(admin_user="azureuser", admin_principals=("sshca-admin",), rules=No
 def _entry(kind, index, entry, allowed):
     label = entry.get("name") if isinstance(entry, dict) else None
     where = "%s[%d]%s" % (kind, index, " (%s)" % label if isinstance(label, str) and label else "")
-    if not isinstance(entry, dict):
-        raise EnrollmentError(where, "must be a dict")
-    unknown = sorted(set(entry) - set(allowed))
-    if unknown:
-        raise EnrollmentError(where, "unknown key %s (known: %s)" % (unknown[0], ", ".join(allowed)))
+    _known_keys(where, entry, allowed)
     return where
 
 
@@ -358,8 +357,8 @@ def _target(where, host, setup, source_if_vm):
     accept_new = _bool(host.accept_new_host_keys, where, "accept_new_host_keys")
     target = Target(name=name, address=address, private_ip=private_ip, fqdn=fqdn, extra_principals=extra,
                     host_tags=tags, vm_id=vm_id, vm_name=vm_name, resource_group=setup.resource_group,
-                    host_keys=keys, host_key_source="", principals=host_principals(name, address, private_ip,
-                                                                                    fqdn, extra),
+                    host_keys=keys, host_key_source="",
+                    principals=host_principals(name, address, private_ip, fqdn, extra),
                     accounts=account_principals(setup.rules, tags, setup.admin_user, setup.admin_principals))
     if keys:
         target.host_key_source = "given"
@@ -432,7 +431,7 @@ def fleet_targets(entries, setup, vms=None):
         for principal in _list_of(vm.extra_principals, where, "extra_principals"):
             check_principal(principal, where, "extra_principals entry")
         checked.append((where, vm))
-    _unique_names(vm.name for _, vm in checked)
+    _unique_names(vm.name for where, vm in checked)
     if vms is None:
         return []
     made = {vm.get("name"): vm for vm in vms}

@@ -135,23 +135,15 @@ results:
       type: str
 """
 
-import traceback  # noqa: E402 (imports follow the documentation, as in every Ansible module)
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the documentation)
 from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noqa: E402
     AUTH_ARGUMENT_SPEC,
-    AZURE_IMPORT_ERROR,
-    AZURE_REQUIREMENTS,
-    HAS_AZURE,
-    AzureConfigError,
+    AZURE_SDK,
     AzureSession,
     arm_error,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._azure_run_command import (  # noqa: E402
-    RunCommandInputError,
-    run,
-    vm_references,
-)
+from ansible_collections.sshca.azure.plugins.module_utils._azure_run_command import run, vm_references  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def main():
@@ -167,38 +159,23 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_if=[("read_host_keys", False, ("script",))],
                            mutually_exclusive=[("read_host_keys", "script")])
-    if not HAS_AZURE:
-        module.fail_json(msg=missing_required_lib(AZURE_REQUIREMENTS), exception=str(AZURE_IMPORT_ERROR))
     params = module.params
-    try:
+
+    def task():
         refs = vm_references(params["vms"], params["resource_group"])
-    except RunCommandInputError as err:
-        module.fail_json(msg=str(err))
-    if module.check_mode and not params["read_host_keys"]:
-        module.exit_json(changed=bool(refs), results=[{"id": r[0], "resource_group": r[1], "name": r[2]} for r in refs])
-    session = None
-    try:
-        session = AzureSession(params, pool_size=params["concurrency"])
-        results, failures = run(session, refs, params["script"], params["concurrency"], params["timeout"],
-                                read_host_keys=params["read_host_keys"])
-    except AzureConfigError as err:
-        module.fail_json(msg=str(err))
-    except Exception as err:  # the unexpected: one line, traceback for -vvv
-        module.fail_json(msg="azure_vm_run_command: %s" % arm_error(err), exception=traceback.format_exc())
-    finally:
-        if session:
-            session.close()
-    for result in results:
-        result.pop("message", None)
-        if result.get("exit_status") not in (None, 0) and not result.get("failed"):
-            result.update(failed=True, msg="the script exited %d: %s" % (
-                result["exit_status"], (result["stderr"].strip().splitlines() or ["no error output"])[-1]))
-            failures.append("%s/%s: %s" % (result["resource_group"], result["name"], result["msg"]))
-    changed = bool(refs) and not params["read_host_keys"]
-    if failures:
-        module.fail_json(msg="Run Command failed on %d VM(s): %s" % (len(failures), "; ".join(failures)),
-                         changed=changed, results=results)
-    module.exit_json(changed=changed, results=results)
+        if module.check_mode and not params["read_host_keys"]:
+            planned = [{"id": ref[0], "resource_group": ref[1], "name": ref[2]} for ref in refs]
+            return {"changed": bool(refs), "results": planned}
+        with AzureSession(params, pool_size=params["concurrency"]) as session:
+            results, failures = run(session, refs, params["script"], params["concurrency"], params["timeout"],
+                                    read_host_keys=params["read_host_keys"])
+        changed = bool(refs) and not params["read_host_keys"]
+        if failures:
+            return {"failed": True, "changed": changed, "results": results,
+                    "msg": "Run Command failed on %d VM(s): %s" % (len(failures), "; ".join(failures))}
+        return {"changed": changed, "results": results}
+
+    run_module(module, "azure_vm_run_command", task, requirements=[AZURE_SDK], describe=arm_error)
 
 
 if __name__ == "__main__":

@@ -22,28 +22,25 @@ import time
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import PASSPHRASE, azure, host_keys, login, run_playbook  # noqa: F401 (azure: a fixture)
+import test_enroll_roles
+from test_enroll_roles import (
+    PASSPHRASE,
+    host_keys,
+    login,
+    run_playbook,
+    work_with_bootstrap,
+)
 
 from conftest import REPO, collection_env, make_keypair
 from labkit import hosts
 
 pytestmark = pytest.mark.lab
+azure = test_enroll_roles.azure  # the private emulator fixture
 
 WINDOW = 45  # seconds of rollback window in the kill tests
 LOCKOUT_DROPIN = "/etc/ssh/sshd_config.d/10-sshca-lockout.conf"
 STATE = "/var/lib/sshca/lockout"
 HELPER = "/usr/local/sbin/sshca-lockout"
-
-
-def work_with_bootstrap(tmp_path: Path):
-    """A work folder holding the bootstrap key enroll.yml would make (so hosts can authorize it first)."""
-    work = tmp_path / "sshca"
-    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
-    (work / "bootstrap").mkdir(parents=True)
-    for src, dest in ((bootstrap.private, "id_rsa"), (bootstrap.public, "id_rsa.pub")):
-        (work / "bootstrap" / dest).write_bytes(src.read_bytes())
-    (work / "bootstrap" / "id_rsa").chmod(0o600)
-    return work, work / "bootstrap" / "id_rsa", bootstrap.public_text
 
 
 def fingerprints(keys: list[str]) -> list[str]:
@@ -77,9 +74,8 @@ def lab_host_at(emu, address: str) -> hosts.Host:
     return host
 
 
-def test_impostor_at_first_contact_and_key_sources_left_open(azure, lab_host_factory, ansible_module,  # noqa: F811
-                                                          tmp_path):
-    emu, _, subnet_id = azure
+def test_impostor_at_first_contact_and_key_sources_left_open(azure, lab_host_factory, ansible_module, tmp_path):
+    emu, _clients, subnet_id = azure
     work, bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
     vm = make_vms(ansible_module, subnet_id, bootstrap_public, "victim")["victim"]
     victim = lab_host_at(emu, vm["public_ip"])
@@ -106,12 +102,11 @@ systemctl reload ssh""")
                                 "> /etc/ssh/sshd_config.d/01-legacy.conf && systemctl reload ssh")
     hosts.wait_for_ssh(matchfirst.address)
 
-    run = run_playbook("enroll.yml", {
-        "sshca_work_dir": str(work), "sshca_rollback_seconds": 30,
-        "sshca_hosts": [{"name": "victim", "address": impostor.address, "vm_id": vm["id"]},
-                        {"name": "keys-cmd", "address": keycmd.address, "host_keys": host_keys(keycmd)},
-                        {"name": "match-first", "address": matchfirst.address, "host_keys": host_keys(matchfirst)}]},
-        tmp_path)
+    hosts_to_enroll = [{"name": "victim", "address": impostor.address, "vm_id": vm["id"]},
+                       {"name": "keys-cmd", "address": keycmd.address, "host_keys": host_keys(keycmd)},
+                       {"name": "match-first", "address": matchfirst.address, "host_keys": host_keys(matchfirst)}]
+    run = run_playbook("enroll.yml", {"sshca_work_dir": str(work), "sshca_rollback_seconds": 30,
+                                      "sshca_hosts": hosts_to_enroll}, tmp_path)
     assert run.rc != 0
     assert PASSPHRASE not in run.output
     hosts_summary = summary(run)
@@ -161,8 +156,8 @@ def wait_for(predicate, timeout: float, what: str):
         time.sleep(0.5)
 
 
-def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, ansible_module, tmp_path):  # noqa: F811
-    emu, _, subnet_id = azure
+def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, ansible_module, tmp_path):
+    emu, _clients, subnet_id = azure
     work, bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
     vms = make_vms(ansible_module, subnet_id, bootstrap_public, "stay", "reboot")
     stay, reboot = (lab_host_at(emu, vms[name]["public_ip"]) for name in ("stay", "reboot"))

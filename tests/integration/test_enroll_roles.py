@@ -72,6 +72,18 @@ def user_cert(work: Path, name: str, principals: list[str]) -> Path:
     return key
 
 
+def work_with_bootstrap(tmp_path: Path):
+    """A work folder holding the bootstrap key enroll.yml would make (so hosts can authorize it first):
+    (work folder, bootstrap private key, its public key line)."""
+    work = tmp_path / "sshca"
+    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
+    (work / "bootstrap").mkdir(parents=True)
+    for src, dest in ((bootstrap.private, "id_rsa"), (bootstrap.public, "id_rsa.pub")):
+        (work / "bootstrap" / dest).write_bytes(src.read_bytes())
+    (work / "bootstrap" / "id_rsa").chmod(0o600)
+    return work, work / "bootstrap" / "id_rsa", bootstrap.public_text
+
+
 def host_keys(host) -> list[str]:
     """The host's public host keys, read out of band (what an operator pins as host_keys)."""
     return host.exec("sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").stdout.splitlines()
@@ -95,15 +107,8 @@ RULES = [
 
 
 def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_host_factory, tmp_path):
-    work = tmp_path / "sshca"
-    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
-    # The bootstrap key enroll.yml would make; given here so the lab host can authorize it first.
-    (work / "bootstrap").mkdir(parents=True)
-    for src, dest in ((bootstrap.private, "id_rsa"), (bootstrap.public, "id_rsa.pub")):
-        (work / "bootstrap" / dest).write_bytes(src.read_bytes())
-    key = work / "bootstrap" / "id_rsa"
-    key.chmod(0o600)
-    host = lab_host_factory([bootstrap.public_text], hostname="noob-1")
+    work, key, bootstrap_public = work_with_bootstrap(tmp_path)
+    host = lab_host_factory([bootstrap_public], hostname="noob-1")
     fqdn, extra = "noob-1.westeurope.cloudapp.azure.com", ["noob.example.net"]
     extra_vars = {"sshca_work_dir": str(work), "sshca_access_rules": RULES, "sshca_accounts": [{"name": "ops"}],
                   "sshca_hosts": [{"name": "noob-1", "address": host.address, "private_ip": "10.0.1.4",
@@ -131,9 +136,9 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     refused = login(host, key)
     assert refused.returncode == 255 and "Permission denied (publickey)." in refused.stderr
     # The bootstrap key left authorized_keys; a copy waits for break-glass.
-    assert host.exec("grep", "-c", bootstrap.public_text.split()[1], "/home/azureuser/.ssh/authorized_keys",
+    assert host.exec("grep", "-c", bootstrap_public.split()[1], "/home/azureuser/.ssh/authorized_keys",
                      check=False).stdout.strip() == "0"
-    assert bootstrap.public_text.split()[1] in host.exec("cat", "/var/lib/sshca/lockout/removed_keys").stdout
+    assert bootstrap_public.split()[1] in host.exec("cat", "/var/lib/sshca/lockout/removed_keys").stdout
     known_hosts = work / "known_hosts"
     admin = login(host, work / "admin" / "id_ed25519", "sudo", "-n", "id", "-un", known_hosts=known_hosts)
     assert admin.returncode == 0, admin.stderr
@@ -183,6 +188,7 @@ def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_p
         "sshca_hosts": [{"name": "plain", "address": host.address, "accept_new_host_keys": True}]}, tmp_path)
     assert run.rc != 0
     assert "/etc/ssh/sshd_config does not Include /etc/ssh/sshd_config.d" in run.output
+    assert '"host_keys": "TRUSTED ON FIRST USE (accept_new_host_keys), not pinned"' in run.output
     assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-enroll.conf", check=False).returncode == 1
     assert login(host, bootstrap.private).returncode == 0
 
@@ -233,14 +239,9 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     """sshca_hosts with vm_id, then sshca_hosts_group with sshca_vm_name: the enrollment lands on the
     VM's tags, a host without a VM is enrolled untagged and the summary says so, reruns write nothing."""
     emu, clients, subnet_id = azure
-    work = tmp_path / "sshca"
-    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
-    (work / "bootstrap").mkdir(parents=True)
-    for src, dest in ((bootstrap.private, "id_rsa"), (bootstrap.public, "id_rsa.pub")):
-        (work / "bootstrap" / dest).write_bytes(src.read_bytes())
-    (work / "bootstrap" / "id_rsa").chmod(0o600)
+    work, _key, bootstrap_public = work_with_bootstrap(tmp_path)
     made = ansible_module("azure_vm", {"resource_group": "rg-enroll", "location": "westeurope", "name": "tagged-vm",
-                                       "subnet_id": subnet_id, "ssh_public_key": bootstrap.public_text,
+                                       "subnet_id": subnet_id, "ssh_public_key": bootstrap_public,
                                        "tags": {"owner": "team-a"}, "wait_for_ssh": True})
     assert made.changed and not made.failed, made.result.get("msg")
     [vm] = made.result["vms"]
@@ -276,7 +277,7 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     assert arm_writes(emu, since) == []
 
     # sshca_hosts_group: the same VM by name (a new host tag to record), and a host that is no VM
-    plain = lab_host_factory([bootstrap.public_text], hostname="plain-1")
+    plain = lab_host_factory([bootstrap_public], hostname="plain-1")
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(json.dumps({"enroll_me": {"hosts": {
         "tagged-vm": {"ansible_host": vm["public_ip"], "sshca_private_ip": vm["private_ip"],
@@ -289,7 +290,7 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     run = run_playbook("enroll.yml", group, tmp_path, extra_args=("-i", str(inventory)))
     assert run.rc == 0, run.output[-4000:]
     assert [w.split()[0] + " " + w.rsplit("/", 1)[-1] for w in arm_writes(emu, since)] == ["PATCH tagged-vm"]
-    assert [name for _, name in run_commands(emu, since)] == ["tagged-vm"]  # plain-1's keys were given
+    assert [name for _when, name in run_commands(emu, since)] == ["tagged-vm"]  # plain-1's keys were given
     assert vm_tags() == {"owner": "team-a", "role": "noob", "team": "blue", "sshca-enrolled": after,
                          "sshca-host-cert-serial": serial, "sshca-host-cert-expires": before}
     assert ('"vm_tags": "not recorded: no VM reference (vm_id, or vm_name with a resource group)"'

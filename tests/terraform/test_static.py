@@ -9,6 +9,7 @@ import importlib.util
 import re
 
 import pytest
+from ansible_collections.sshca.azure.plugins.module_utils import _azure_rules as rules
 from ansible_collections.sshca.azure.plugins.module_utils import _enrollment as contract
 from terraform_tree import (
     EXAMPLES,
@@ -256,6 +257,19 @@ def test_enrolled_vm_passes_enroll_yml_its_agreed_inputs():
     local_exec = provisioner['"local-exec"']
     assert unquote(local_exec["command"]) == "jsonencode(local.enroll_extra_vars)"
     assert "-e" in unquote(local_exec["interpreter"]), "the JSON must reach ansible-playbook as -e"
+
+
+def test_admin_user_and_image_rules_are_the_python_table():
+    """enrolled_vm refuses the admin names, and offers the image presets, that _azure_rules.py holds."""
+    [rule] = load(ENROLLED_VM).variables["admin_username"]["validation"]
+    condition = unquote(rule["condition"])
+    reserved = set(re.findall(r'"([^"]+)"', condition.split("!contains([", 1)[1].split("]", 1)[0]))
+    assert reserved == set(rules.RESERVED_ADMIN_USERNAMES)
+    longest = int(re.search(r"\{0,(\d+)\}", condition).group(1)) + 1
+    assert longest == rules.ADMIN_USERNAME_MAX
+    presets = {unquote(name).replace("-", "").replace(".", ""): {k: unquote(v) for k, v in image.items()}
+               for name, image in load(ENROLLED_VM).locals()["image_presets"].items()}
+    assert presets == rules.IMAGE_PRESETS
 
 
 def test_enroll_yml_reads_the_inputs_the_wrapper_passes():

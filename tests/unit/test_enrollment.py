@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.sshca.azure.plugins.filter.enrollment import FilterModule
+from ansible_collections.sshca.azure.plugins.module_utils import _azure_run_command as run_command
 from ansible_collections.sshca.azure.plugins.module_utils import _enrollment as contract
 
 from conftest import REPO, collection_env, make_keypair
@@ -241,3 +242,30 @@ def test_enroll_yml_refuses_bad_input_before_writing_anything(tmp_path, extra_va
     [line] = [line for line in (proc.stdout + proc.stderr).splitlines() if '"msg":' in line]
     assert message in line, line
     assert not work.exists()
+
+
+# --- Run Command's one message -> stdout, stderr, exit status --------------------------------
+
+
+@pytest.mark.parametrize(("stdout", "status"), [
+    (f"hello\n{run_command.EXIT_MARKER}0", 0),
+    (f"hello\n{run_command.EXIT_MARKER}3", 3),
+    ("hello", None),  # Azure kept only the last 4,096 bytes and the marker line is not among them
+])
+def test_run_command_output_carries_the_scripts_exit_status(stdout, status):
+    assert run_command.split_output(message(stdout, "warning\n")) == ("hello", "warning", status)
+    assert run_command.wrapped(["true"])[-1] == f'echo "{run_command.EXIT_MARKER}$?"'
+
+
+@pytest.mark.parametrize(("vms", "problem"), [
+    ([{"name": "web-1"}], "vms[0] needs id, or name with resource_group"),
+    ([{"id": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n"}],
+     "vms[0]: id '/subscriptions/0/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n' is not a VM"),
+    ([{"name": "web-1", "size": "big"}], "vms[0]: unknown key size"),
+])
+def test_run_command_vm_references_are_checked(vms, problem):
+    with pytest.raises(run_command.RunCommandInputError) as err:
+        run_command.vm_references(vms, None)
+    assert str(err.value).startswith(problem)
+    assert run_command.vm_references([{"id": VM_ID}, {"name": "web-2"}], "rg-b") == [
+        (VM_ID, "rg-a", "web-1"), ("", "rg-b", "web-2")]

@@ -141,13 +141,17 @@ variable "admin_username" {
   default     = "azureuser"
   nullable    = false
 
+  # The same table as plugins/module_utils/_azure_rules.py (tests/terraform checks they agree):
+  # the names Azure's Compute API disallows, then the system accounts Ubuntu's images already have.
   validation {
-    condition = can(regex("^[a-z_][a-z0-9_-]{0,63}$", var.admin_username)) && !contains([
-      "administrator", "admin", "user", "user1", "test", "user2", "test1", "user3", "admin1", "1", "123", "a",
-      "actuser", "adm", "admin2", "aspnet", "backup", "console", "david", "guest", "john", "owner", "root",
-      "server", "sql", "support", "support_388945a0", "sys", "test2", "test3", "user4", "user5",
+    condition = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.admin_username)) && !contains([
+      "1", "123", "a", "actuser", "adm", "admin", "admin1", "admin2", "administrator", "aspnet", "backup", "console",
+      "david", "guest", "john", "owner", "root", "server", "sql", "support", "support_388945a0", "sys", "test",
+      "test1", "test2", "test3", "user", "user1", "user2", "user3", "user4", "user5",
+      "_apt", "bin", "daemon", "games", "irc", "list", "lp", "mail", "man", "messagebus", "news", "nobody", "proxy",
+      "sshd", "sync", "syslog", "systemd-network", "systemd-resolve", "systemd-timesync", "uucp", "www-data",
     ], var.admin_username)
-    error_message = "admin_username must be a Linux user name (lower case, up to 64 characters) and not one Azure reserves (root, admin, administrator, user, test, guest, ...)."
+    error_message = "admin_username must be a Linux user name (lower case, up to 32 characters) and not one Azure reserves or Ubuntu's image already has (root, admin, user, test, guest, backup, daemon, nobody, ...)."
   }
 }
 
