@@ -103,7 +103,7 @@ systemctl reload ssh""")
     hosts.wait_for_ssh(matchfirst.address)
 
     hosts_to_enroll = [{"name": "victim", "address": impostor.address, "vm_id": vm["id"]},
-                       {"name": "keys-cmd", "address": keycmd.address, "host_keys": host_keys(keycmd)},
+                       {"name": "keys-cmd", "address": keycmd.address, "accept_new_host_keys": True},
                        {"name": "match-first", "address": matchfirst.address, "host_keys": host_keys(matchfirst)}]
     run = run_playbook("enroll.yml", {"sshca_work_dir": str(work), "sshca_rollback_seconds": 30,
                                       "sshca_hosts": hosts_to_enroll}, tmp_path)
@@ -120,7 +120,9 @@ systemctl reload ssh""")
     assert impostor.exec("test", "-e", "/etc/ssh/sshca", check=False).returncode == 1
     assert victim.exec("test", "-e", "/etc/ssh/sshca", check=False).returncode == 1
 
-    # keys-cmd: the lockout's `Match all` beats both; real sshd refuses every key.
+    # keys-cmd (whose keys were taken on first use, as the summary says): the lockout's `Match all`
+    # beats both key sources; real sshd refuses every key.
+    assert hosts_summary["keys-cmd"]["host_keys"] == "TRUSTED ON FIRST USE (accept_new_host_keys), not pinned"
     assert hosts_summary["keys-cmd"]["locked"] is True
     assert refused(keycmd, attacker.private)
     assert refused(keycmd, bootstrap)
