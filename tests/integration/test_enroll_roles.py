@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils import _enrollment as contract
+from cryptography.hazmat.primitives import serialization
 from test_azure_vm import LOCATION
 
 from conftest import REPO, collection_env, make_keypair
@@ -70,6 +71,32 @@ def user_cert(work: Path, name: str, principals: list[str]) -> Path:
                                          "sshca_user_principals": principals, "sshca_user_key_id": name}, work)
     assert run.rc == 0, run.output[-3000:]
     return key
+
+
+def ca_signed(work: Path, ca: str, name: str, principals: list[str]) -> Path:
+    """A key certified by the fleet's `ca` (user or admin) for any principals, with the real
+    ssh-keygen: what someone holding that CA could make."""
+    key = make_keypair(work, name).private
+    unlocked = work / f"{name}-{ca}_ca"
+    ca_key = serialization.load_ssh_private_key((work / "ca" / f"{ca}_ca").read_bytes(), PASSPHRASE.encode())
+    unlocked.write_bytes(ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
+    unlocked.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(unlocked), "-I", name, "-n", ",".join(principals), "-V", "-5m:+1h",
+                    f"{key}.pub"], check=True)
+    unlocked.unlink()
+    return key
+
+
+def signing_ca(key: Path) -> str:
+    """The fingerprint of the CA that signed key's certificate, as ssh-keygen -L shows it."""
+    shown = subprocess.run(["ssh-keygen", "-L", "-f", f"{key}-cert.pub"], capture_output=True, text=True, check=True)
+    return re.search(r"Signing CA: \S+ (SHA256:\S+)", shown.stdout).group(1)
+
+
+def fingerprint(public_key: Path) -> str:
+    return subprocess.run(["ssh-keygen", "-lf", str(public_key)], capture_output=True, text=True,
+                          check=True).stdout.split()[1]
 
 
 def host_keys(host) -> list[str]:
@@ -142,7 +169,9 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     assert "@cert-authority noob-1," in known_hosts.read_text()
     effective = host.exec("sshd", "-T", "-C", "user=azureuser").stdout.splitlines()
     for setting in ("authorizedkeysfile none", "authorizedkeyscommand none", "permitrootlogin no",
-                    "passwordauthentication no", "loglevel VERBOSE", "revokedkeys /etc/ssh/sshca/revoked_keys"):
+                    "passwordauthentication no", "loglevel VERBOSE", "revokedkeys /etc/ssh/sshca/revoked_keys",
+                    "authorizedprincipalsfile none", "authorizedprincipalscommanduser nobody",
+                    "authorizedprincipalscommand /usr/local/libexec/sshca-principals %u %F"):
         assert setting in effective, setting
     # The KRL enrollment installs is a real, empty one, and sshd takes logins with it (above, below).
     krl = host.exec("ssh-keygen", "-Q", "-f", "/etc/ssh/sshca/revoked_keys", "/etc/ssh/ssh_host_ed25519_key.pub")
@@ -158,6 +187,20 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     assert login(host, noob, user="ops", known_hosts=known_hosts).returncode == 255
     journal = host.exec("journalctl", "-u", "ssh", "--no-pager").stdout
     assert re.search(r"Accepted publickey for azureuser .* ID noob \(serial \d+\)", journal)
+
+    # Admin access only from the admin CA, whatever principals a certificate carries.
+    assert signing_ca(work / "admin" / "id_ed25519") == fingerprint(work / "ca" / "admin_ca.pub")
+    forged = ca_signed(work, "user", "forged-admin", ["sshca-admin", "azureuser", "root"])
+    refused_admin = login(host, forged, known_hosts=known_hosts)
+    assert refused_admin.returncode == 255 and "Permission denied (publickey)." in refused_admin.stderr
+    admin_ca_admin = ca_signed(work, "admin", "admin-ca-admin", ["sshca-admin"])
+    assert login(host, admin_ca_admin, "id", "-un", known_hosts=known_hosts).stdout.strip() == "azureuser"
+    admin_ca_user = ca_signed(work, "admin", "admin-ca-user", ["grp:platform", "grp:noob", "ops"])
+    for account in ("ops", "azureuser"):
+        assert login(host, admin_ca_user, user=account, known_hosts=known_hosts).returncode == 255, account
+    assert login(host, admin_ca_admin, user="ops", known_hosts=known_hosts).returncode == 255
+    user_ca_user = ca_signed(work, "user", "user-ca-user", ["grp:platform"])
+    assert login(host, user_ca_user, "id", "-un", user="ops", known_hosts=known_hosts).stdout.strip() == "ops"
 
     serial = host.exec("ssh-keygen", "-Lf", "/etc/ssh/ssh_host_ed25519_key-cert.pub").stdout
     check_again = run_playbook("enroll.yml", extra_vars, tmp_path, check=True)
