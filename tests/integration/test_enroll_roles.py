@@ -6,6 +6,7 @@ idempotent apply, with the `changed` counts of the play recap asserted every tim
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -213,6 +214,40 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     assert again.changed("localhost") == 0
     assert '"connected_with": "certificate"' in again.output
     assert host.exec("ssh-keygen", "-Lf", "/etc/ssh/ssh_host_ed25519_key-cert.pub").stdout == serial
+
+    # A host enrolled by a release before the admin CA (user CA only, the admin principal in a principals file,
+    # no mark on the controller): the rerun reaches it with a user-CA admin certificate and moves it over.
+    host.exec("sh", "-c", BEFORE_ADMIN_CA, "sh", (work / "ca" / "user_ca.pub").read_text().strip())
+    (work / "hosts" / "noob-1" / "trusts-admin-ca").unlink()
+    deadline = time.monotonic() + 20
+    while login(host, forged, known_hosts=known_hosts).returncode != 0:
+        assert time.monotonic() < deadline, "the earlier release's layout never took the forged certificate"
+        time.sleep(0.5)
+    # No master connection of the earlier runs (authenticated with the admin-CA certificate) is reused.
+    control_dir = "sshca-" + hashlib.sha1(str(work).encode(), usedforsecurity=False).hexdigest()[:12]
+    for socket in (Path.home() / ".ansible" / "cp" / control_dir).glob("*"):
+        socket.unlink()
+    upgrade = run_playbook("enroll.yml", extra_vars, tmp_path)
+    assert upgrade.rc == 0, upgrade.output[-4000:]
+    assert upgrade.changed("noob-1") > 0
+    journal = host.exec("journalctl", "-u", "ssh", "--no-pager").stdout
+    assert re.search(r"Accepted publickey for azureuser .* ID sshca-enroll-before-admin-ca ", journal)
+    assert login(host, forged, known_hosts=known_hosts).returncode == 255
+    assert login(host, work / "admin" / "id_ed25519", known_hosts=known_hosts).returncode == 0
+    assert host.exec("test", "-e", "/etc/ssh/sshca/user_ca.pub", check=False).returncode == 1
+
+
+# What a release before the admin CA left on a host; $1 is the user CA public key.
+BEFORE_ADMIN_CA = r"""
+set -e
+printf '%s\n' "$1" > /etc/ssh/sshca/user_ca.pub
+printf 'sshca-admin\ngrp:noob\ngrp:platform\n' > /etc/ssh/sshca/principals/azureuser
+rm -rf /etc/ssh/sshca/admin_principals /etc/ssh/sshca/trusted_user_ca_keys.pub
+sed -i -e 's#^TrustedUserCAKeys .*#TrustedUserCAKeys /etc/ssh/sshca/user_ca.pub#' \
+  -e 's#^AuthorizedPrincipalsFile .*#AuthorizedPrincipalsFile /etc/ssh/sshca/principals/%u#' \
+  -e '/^AuthorizedPrincipalsCommand/d' /etc/ssh/sshd_config.d/10-sshca-enroll.conf
+systemctl try-reload-or-restart ssh
+"""
 
 
 def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_path):
