@@ -333,8 +333,8 @@ def settings(admin_user="azureuser", admin_principals=("sshca-admin",), rules=No
         if rule.principal in principals:
             raise EnrollmentError("sshca_access_rules[%d]" % index, "principal %r is an admin principal, which only "
                                   "admin-CA certificates carry" % rule.principal)
-    return Settings(admin_user, principals, checked_rules, _text(resource_group, "sshca_resource_group",
-                                                                         "resource group"))
+    return Settings(admin_user, principals, checked_rules,
+                    _text(resource_group, "sshca_resource_group", "resource group"))
 
 
 # --- inputs -> targets --------------------------------------------------------------------------
@@ -375,8 +375,8 @@ def _target(where, host, setup, source_if_vm):
     accept_new = _bool(host.accept_new_host_keys, where, "accept_new_host_keys")
     target = Target(name=name, address=address, private_ip=private_ip, fqdn=fqdn, extra_principals=extra,
                     host_tags=tags, vm_id=vm_id, vm_name=vm_name, resource_group=setup.resource_group,
-                    host_keys=keys, host_key_source="", principals=host_principals(name, address, private_ip,
-                                                                                    fqdn, extra),
+                    host_keys=keys, host_key_source="",
+                    principals=host_principals(name, address, private_ip, fqdn, extra),
                     accounts=account_principals(setup.rules, tags, setup.admin_user, setup.admin_principals),
                     user_ca_accounts=rule_principals(setup.rules, tags))
     if keys:
