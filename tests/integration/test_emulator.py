@@ -275,8 +275,8 @@ def test_run_command_runs_the_script_as_root_in_the_vm_and_answers_as_azure_does
     host_key = host.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
     assert host_key.startswith("ssh-ed25519 ")
     [status] = result.value
-    assert (status.code, status.level, status.display_status) == ("ProvisioningState/succeeded", "Info",
-                                                                   "Provisioning succeeded")
+    expected = ("ProvisioningState/succeeded", "Info", "Provisioning succeeded")
+    assert (status.code, status.level, status.display_status) == expected
     # RunCommandLinux reports "succeeded" whatever the script's exit status.
     assert status.message == f"Enable succeeded: \n[stdout]\n{host_key}\n[stderr]\nroot\nc|a b\n"
     log = emu.requests(since)
@@ -432,9 +432,9 @@ def test_compute_put_vm_bucket_refuses_new_vms_with_computes_answer(azure, netwo
 
 
 def test_a_write_applied_then_answered_503_is_not_duplicated_by_the_sdks_retry(azure, network, emu):
-    emu.set_faults(lab_hosts=False, faults=[{"rate": 1.0, "statuses": [503], "methods": ["PUT"], "applied": True,
-                                            "paths": "/(virtualMachines/vm-once|publicIPAddresses/vm-once-ip)$",
-                                            "max_per_call": 1}])
+    fault = {"rate": 1.0, "statuses": [503], "methods": ["PUT"], "applied": True,
+             "paths": "/(virtualMachines/vm-once|publicIPAddresses/vm-once-ip)$", "max_per_call": 1}
+    emu.set_faults(lab_hosts=False, faults=[fault])
     try:
         since = time.time()
         nic = make_nic(azure, network, "vm-once")

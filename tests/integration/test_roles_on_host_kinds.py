@@ -34,7 +34,7 @@ def systemctl_show(host, unit: str, *properties: str) -> dict[str, list[str]]:
     out = host.exec("systemctl", "show", unit, *(f"--property={p}" for p in properties)).stdout
     shown: dict[str, list[str]] = {}
     for line in out.splitlines():
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1) if "=" in line else (line, "")
         shown.setdefault(key, []).append(value)
     return shown
 
