@@ -143,11 +143,9 @@ ssh_config:
   type: dict
 """
 
-import traceback  # noqa: E402 - Ansible modules import after their documentation
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules import after their documentation
 from ansible_collections.sshca.azure.plugins.module_utils._client_files import client_hosts_task  # noqa: E402
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def main():
@@ -166,15 +164,14 @@ def main():
         required_one_of=[("known_hosts_path", "config_path")],
         supports_check_mode=True,
     )
-    try:
+
+    def task():
         result = client_hosts_task(module.params, module.check_mode)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_client_hosts failed: %s" % exc, exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+        if not module._diff:
+            result.pop("diff")
+        return result
+
+    run_module(module, "ssh_client_hosts", task)
 
 
 if __name__ == "__main__":

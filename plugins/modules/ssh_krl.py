@@ -190,11 +190,9 @@ checked_at:
   type: str
 """
 
-import traceback  # noqa: E402 - Ansible modules import after their documentation
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules import after their documentation
 from ansible_collections.sshca.azure.plugins.module_utils._krl import KeyGen, krl_task  # noqa: E402
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def main():
@@ -222,15 +220,14 @@ def main():
         supports_check_mode=True,
     )
     keygen = KeyGen(module.get_bin_path("ssh-keygen", required=True))
-    try:
+
+    def task():
         result = krl_task(module.params, module.check_mode, keygen)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_krl failed: %s" % exc, exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+        if not module._diff:
+            result.pop("diff")
+        return result
+
+    run_module(module, "ssh_krl", task)
 
 
 if __name__ == "__main__":
