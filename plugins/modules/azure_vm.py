@@ -348,17 +348,15 @@ operations:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the documentation)
 from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noqa: E402
     AUTH_ARGUMENT_SPEC,
-    AZURE_SDK,
     AzureSession,
     Operations,
-    arm_error,
+    run_azure_module,
 )
 from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import run  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._azure_vm_desired import (  # noqa: E402
     TOP_LEVEL_SPEC,
     apply_vm_id,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def argument_spec():
@@ -403,8 +401,8 @@ def main():
             vms, failed = run(session, params, module.check_mode)
         return present_result(module, vms, failed, operations.items)
 
-    run_module(module, "azure_vm", task, requirements=[AZURE_SDK], describe=arm_error,
-               on_failure=lambda: {"vms": [], "operations": operations.items})
+    run_azure_module(module, "azure_vm", task,
+                     on_failure=lambda: {"vms": [], "operations": operations.items})
 
 
 if __name__ == "__main__":
