@@ -36,3 +36,7 @@ attributes:
   idempotent:
     support: full
 """
+
+    # For modules that change things and fully support check mode, diff mode and idempotence: the
+    # descriptions above, each with `support: full`. Used in place of the plain fragment; modules add `details`.
+    FULL_SUPPORT = DOCUMENTATION.replace("\n    description:", "\n    support: full\n    description:")

@@ -46,17 +46,14 @@ description:
 author:
   - sshca.azure developers (@sshca)
 extends_documentation_fragment:
-  - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._azure
 attributes:
   check_mode:
-    support: full
     details: Nothing is written; RV(operations) lists the writes that would be issued.
   diff_mode:
-    support: full
     details: Shows, per VM, the compared fields before and after.
   idempotent:
-    support: full
     details: A rerun with the same options issues no ARM writes.
 options:
   resource_group:

@@ -32,17 +32,12 @@ description:
 author:
   - sshca.azure developers (@sshca)
 extends_documentation_fragment:
-  - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._ca.custody
   - sshca.azure._azure
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The diff lists the files, folder modes and Key Vault keys that are (or would be) created or fixed.
-  idempotent:
-    support: full
 options:
   path:
     description:

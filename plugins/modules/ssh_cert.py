@@ -26,18 +26,14 @@ description:
 author:
   - sshca.azure developers (@sshca)
 extends_documentation_fragment:
-  - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._ca
   - sshca.azure._ca.custody
   - sshca.azure._azure
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The diff shows the old and new certificate and a one-line summary of each.
   idempotent:
-    support: full
     details: A certificate is re-signed only for the reasons O(regenerate) names; RV(reason) says which.
 options:
   type:

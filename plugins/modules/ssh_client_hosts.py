@@ -25,15 +25,10 @@ description:
 author:
   - sshca.azure developers (@sshca)
 extends_documentation_fragment:
-  - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: One diff per file, showing the managed block before and after.
-  idempotent:
-    support: full
 options:
   hosts:
     description:

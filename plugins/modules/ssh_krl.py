@@ -30,15 +30,11 @@ description:
 author:
   - sshca.azure developers (@sshca)
 extends_documentation_fragment:
-  - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The diff lists the revoked entries before and after, one line each.
   idempotent:
-    support: full
     details: Entries are compared as sets with what C(ssh-keygen -Q -l) reads from the KRL, never byte for byte.
 options:
   path:
