@@ -284,14 +284,7 @@ def main():
         required_if=CA_REQUIRED_IF,
         supports_check_mode=True,
     )
-
-    def task():
-        result = certificate_from_params(module)
-        if not module._diff:
-            result.pop("diff")
-        return result
-
-    run_module(module, "ssh_cert", task, requirements=[CRYPTOGRAPHY])
+    run_module(module, "ssh_cert", lambda: certificate_from_params(module), requirements=[CRYPTOGRAPHY])
 
 
 if __name__ == "__main__":

@@ -159,14 +159,7 @@ def main():
         required_one_of=[("known_hosts_path", "config_path")],
         supports_check_mode=True,
     )
-
-    def task():
-        result = client_hosts_task(module.params, module.check_mode)
-        if not module._diff:
-            result.pop("diff")
-        return result
-
-    run_module(module, "ssh_client_hosts", task)
+    run_module(module, "ssh_client_hosts", lambda: client_hosts_task(module.params, module.check_mode))
 
 
 if __name__ == "__main__":

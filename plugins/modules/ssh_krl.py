@@ -216,14 +216,7 @@ def main():
         supports_check_mode=True,
     )
     keygen = KeyGen(module.get_bin_path("ssh-keygen", required=True))
-
-    def task():
-        result = krl_task(module.params, module.check_mode, keygen)
-        if not module._diff:
-            result.pop("diff")
-        return result
-
-    run_module(module, "ssh_krl", task)
+    run_module(module, "ssh_krl", lambda: krl_task(module.params, module.check_mode, keygen))
 
 
 if __name__ == "__main__":
