@@ -8,8 +8,11 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # What check_mode, diff_mode and idempotent mean; each module states its own `support`.
+    # What check_mode, diff_mode and idempotent mean; each module states its own `support`. Every
+    # module extends this fragment (or FULL_SUPPORT), so it also names the collection's authors once.
     DOCUMENTATION = r"""
+author:
+  - sshca.azure developers (@sshca)
 options: {}
 attributes:
   check_mode:

@@ -43,8 +43,6 @@ description:
     their defaults), so O(name) or O(id) with O(tags) updates the tags only, with one C(PATCH) or no
     write at all. If such a VM does not exist, the task fails before any write, naming the VM and
     the missing options.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._azure

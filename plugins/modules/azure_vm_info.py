@@ -14,8 +14,6 @@ version_added: 0.1.0
 description:
   - Lists VMs by name, resource group or tags, and reads each one's instance view, primary
     network interface and public IP concurrently.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
   - sshca.azure._attributes.INFO_MODULE

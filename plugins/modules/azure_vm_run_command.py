@@ -22,8 +22,6 @@ description:
     exited non-zero.
   - The VM must be running, with its VM agent ready and extension operations allowed
     (C(osProfile.allowExtensionOperations), on by default).
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
   - sshca.azure._azure

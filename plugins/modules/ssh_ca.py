@@ -29,8 +29,6 @@ description:
   - Existing CA keys are never replaced. An existing key must open with its passphrase (file) or be a signing
     key (Key Vault).
   - No private key material is ever returned.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._ca.custody

@@ -23,8 +23,6 @@ description:
     it has expired or has less than a third of its life left.
   - The start of a relative validity window is set 5 minutes in the past, so hosts whose clocks run a little
     behind accept the certificate at once.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._ca

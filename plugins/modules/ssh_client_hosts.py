@@ -22,8 +22,6 @@ description:
   - Each file is read, changed and replaced (atomically) under an exclusive lock on C(<file>.lock), so runs in
     parallel on one work folder never lose each other's entries. Lines in the block that are not such
     entries are kept as they are.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes.FULL_SUPPORT
 attributes:

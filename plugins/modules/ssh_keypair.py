@@ -18,8 +18,6 @@ description:
   - An existing key is kept unless O(regenerate) says otherwise; the public key files are rewritten when they
     do not match it.
   - No private key material is ever returned.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes.FULL_SUPPORT
 attributes:

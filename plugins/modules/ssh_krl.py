@@ -27,8 +27,6 @@ description:
     O(issued_certificates). A certificate given whole needs no lookup.
   - Bad input fails with one line naming the item and field, and nothing is written. That covers an unknown
     serial, an unreadable key or certificate file, and an existing KRL or spec that cannot be read.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes.FULL_SUPPORT
 attributes:
