@@ -9,7 +9,7 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
     # What check_mode, diff_mode and idempotent mean; each module states its own `support`. Every
-    # module extends this fragment (or FULL_SUPPORT), so it also names the collection's authors once.
+    # module extends this fragment, so it also names the collection's authors once.
     DOCUMENTATION = r"""
 author:
   - sshca.azure developers (@sshca)
@@ -40,6 +40,15 @@ attributes:
     support: full
 """
 
-    # For modules that change things and fully support check mode, diff mode and idempotence: the
-    # descriptions above, each with `support: full`. Used in place of the plain fragment; modules add `details`.
-    FULL_SUPPORT = DOCUMENTATION.replace("\n    description:", "\n    support: full\n    description:")
+    # For modules that change things and fully support check mode, diff mode and idempotence; listed after
+    # the plain fragment, whose descriptions it keeps. Each module adds its own `details`.
+    FULL_SUPPORT = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+"""

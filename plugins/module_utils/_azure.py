@@ -221,10 +221,10 @@ def arm_error(err):
     return " ".join(str(err).split())
 
 
-
 def run_azure_module(module, name, task, on_failure=None):
     """_runner.run_module for the Azure modules: the SDK is required and ARM errors are worded by arm_error."""
     run_module(module, name, task, requirements=[AZURE_SDK], describe=arm_error, on_failure=on_failure)
+
 
 def is_not_found(err):
     return isinstance(err, ResourceNotFoundError) or getattr(err, "status_code", None) == 404

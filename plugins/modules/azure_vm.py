@@ -44,6 +44,7 @@ description:
     write at all. If such a VM does not exist, the task fails before any write, naming the VM and
     the missing options.
 extends_documentation_fragment:
+  - sshca.azure._attributes
   - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._azure
 attributes:

@@ -30,6 +30,7 @@ description:
     key (Key Vault).
   - No private key material is ever returned.
 extends_documentation_fragment:
+  - sshca.azure._attributes
   - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._ca.custody
   - sshca.azure._azure

@@ -24,6 +24,7 @@ description:
   - The start of a relative validity window is set 5 minutes in the past, so hosts whose clocks run a little
     behind accept the certificate at once.
 extends_documentation_fragment:
+  - sshca.azure._attributes
   - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._ca
   - sshca.azure._ca.custody

@@ -23,6 +23,7 @@ description:
     parallel on one work folder never lose each other's entries. Lines in the block that are not such
     entries are kept as they are.
 extends_documentation_fragment:
+  - sshca.azure._attributes
   - sshca.azure._attributes.FULL_SUPPORT
 attributes:
   diff_mode:

@@ -19,6 +19,7 @@ description:
     do not match it.
   - No private key material is ever returned.
 extends_documentation_fragment:
+  - sshca.azure._attributes
   - sshca.azure._attributes.FULL_SUPPORT
 attributes:
   diff_mode:

@@ -28,6 +28,7 @@ description:
   - Bad input fails with one line naming the item and field, and nothing is written. That covers an unknown
     serial, an unreadable key or certificate file, and an existing KRL or spec that cannot be read.
 extends_documentation_fragment:
+  - sshca.azure._attributes
   - sshca.azure._attributes.FULL_SUPPORT
 attributes:
   diff_mode:
