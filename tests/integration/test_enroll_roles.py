@@ -243,15 +243,17 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     assert re.search(r"Accepted publickey for azureuser .* ID sshca-enroll-before-admin-ca ", journal)
     assert login(host, forged, known_hosts=known_hosts).returncode == 255
     assert login(host, work / "admin" / "id_ed25519", known_hosts=known_hosts).returncode == 0
-    assert host.exec("test", "-e", "/etc/ssh/sshca/user_ca.pub", check=False).returncode == 1
+    for earlier in ("/etc/ssh/sshca/user_ca.pub", "/etc/ssh/sshca/principals"):
+        assert host.exec("test", "-e", earlier, check=False).returncode == 1, earlier
 
 
 # What a release before the admin CA left on a host; $1 is the user CA public key.
 BEFORE_ADMIN_CA = r"""
 set -e
 printf '%s\n' "$1" > /etc/ssh/sshca/user_ca.pub
+mkdir -p /etc/ssh/sshca/principals
 printf 'sshca-admin\ngrp:noob\ngrp:platform\n' > /etc/ssh/sshca/principals/azureuser
-rm -rf /etc/ssh/sshca/admin_principals /etc/ssh/sshca/trusted_user_ca_keys.pub
+rm -rf /etc/ssh/sshca/admin_principals /etc/ssh/sshca/user_principals /etc/ssh/sshca/trusted_user_ca_keys.pub
 sed -i -e 's#^TrustedUserCAKeys .*#TrustedUserCAKeys /etc/ssh/sshca/user_ca.pub#' \
   -e 's#^AuthorizedPrincipalsFile .*#AuthorizedPrincipalsFile /etc/ssh/sshca/principals/%u#' \
   -e '/^AuthorizedPrincipalsCommand/d' /etc/ssh/sshd_config.d/10-sshca-enroll.conf
