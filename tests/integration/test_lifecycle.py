@@ -303,7 +303,8 @@ def decommission(fleet: Fleet) -> None:
                                   *clients.network.public_ip_addresses.list(RG),
                                   *clients.compute.disks.list_by_resource_group(RG)] if r.name.startswith("pe")]
     assert leftovers == []
-    assert "pe" not in (work / "ssh_config").read_text() and "pe," not in known_hosts.read_text()
+    assert "Host pe " not in (work / "ssh_config").read_text()
+    assert not re.search(r"^@cert-authority (\S*,)?pe,", known_hosts.read_text(), re.M)
     assert not (work / "hosts" / "pe").exists()
     query = subprocess.run(["ssh-keygen", "-Q", "-f", str(work / "revoked_keys"), str(pe_cert)],
                            capture_output=True, text=True, check=False)
