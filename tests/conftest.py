@@ -75,6 +75,16 @@ def lab_host(lab_host_factory, keypair):
 make_importable()
 
 
+# The head of a playbook that runs its tasks on the controller, with the controller's Python.
+LOCALHOST_PLAY = (
+    "- hosts: localhost\n"
+    "  gather_facts: false\n"
+    "  vars:\n"
+    "    ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
+    "  tasks:\n"
+)
+
+
 @dataclass
 class ModuleRun:
     result: dict
@@ -106,12 +116,8 @@ def ansible_module(tmp_path: Path):
         variables = tmp_path / f"vars-{n}.json"
         variables.write_text(json.dumps({"module_args": args, "result_file": str(out)}))
         playbook.write_text(
-            "- hosts: localhost\n"
-            "  gather_facts: false\n"
-            "  vars:\n"
-            "    ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
-            "  tasks:\n"
-            f"    - name: Run {module}\n"
+            LOCALHOST_PLAY
+            + f"    - name: Run {module}\n"
             f"      sshca.azure.{module}: '{{{{ module_args }}}}'\n"
             "      register: module_result\n"
             "      ignore_errors: true\n"

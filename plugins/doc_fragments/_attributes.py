@@ -8,8 +8,11 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # What check_mode, diff_mode and idempotent mean; each module states its own `support`.
+    # What check_mode, diff_mode and idempotent mean; each module states its own `support`. Every
+    # module extends this fragment, so it also names the collection's authors once.
     DOCUMENTATION = r"""
+author:
+  - sshca.azure developers (@sshca)
 options: {}
 attributes:
   check_mode:
@@ -33,6 +36,19 @@ attributes:
   diff_mode:
     support: N/A
     details: This action does not modify state.
+  idempotent:
+    support: full
+"""
+
+    # For modules that change things and fully support check mode, diff mode and idempotence; listed after
+    # the plain fragment, whose descriptions it keeps. Each module adds its own `details`.
+    FULL_SUPPORT = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
   idempotent:
     support: full
 """

@@ -22,7 +22,7 @@ import time
 from urllib.parse import urlparse
 
 from ansible.module_utils.basic import env_fallback
-from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError, Requirement
+from ansible_collections.sshca.azure.plugins.module_utils._runner import InputError, Requirement, run_module
 
 try:
     import requests
@@ -219,6 +219,11 @@ def arm_error(err):
         message = " ".join(str(message).split())
         return "%s: %s" % (code, message) if code else message
     return " ".join(str(err).split())
+
+
+def run_azure_module(module, name, task, on_failure=None):
+    """_runner.run_module for the Azure modules: the SDK is required and ARM errors are worded by arm_error."""
+    run_module(module, name, task, requirements=[AZURE_SDK], describe=arm_error, on_failure=on_failure)
 
 
 def is_not_found(err):

@@ -14,6 +14,8 @@ the filters in plugins/filter/enrollment.py), never through Jinja-built JSON:
   enrolled_vm module outputs them as `host_certificate_principals`;
 - account_principals(rules, host_tags, admin_user, admin_principals): local account -> user
   principals, by real tag matching (a rule applies when its tags are a subset of the host's);
+  rule_principals(rules, host_tags): the part of it user-CA certificates may use (the admin
+  principals are accepted only from admin-CA certificates, and no access rule may name them);
 - host keys: pinned from Azure's Run Command output (pin_host_keys) or given as `host_keys`, each
   a HostKey with its fingerprint and the certificate path sshd is given;
 - HOST_FIELDS: the keys an `sshca_hosts` entry may have (Terraform's `sshca_host` is checked
@@ -134,7 +136,8 @@ class Target:
     host_keys: list  # [HostKey]: the keys to pin and sign
     host_key_source: str  # azure (Run Command), given (host_keys), accept-new, or pending (Run Command to come)
     principals: list
-    accounts: dict
+    accounts: dict  # every account that logs in -> its principals, whichever CA signs them
+    user_ca_accounts: dict = field(default_factory=dict)  # the same from access rules only: the user CA's
 
     @property
     def vm_reference(self):
@@ -280,13 +283,22 @@ def account_principals(rules, host_tags, admin_user, admin_principals):
     The admin account always takes the admin principals; an account no rule maps is left out.
     """
     mapped = {admin_user: list(admin_principals)}
+    for account, principals in rule_principals(rules, host_tags).items():
+        mapped[account] = list(dict.fromkeys(mapped.get(account, []) + principals))
+    return {account: principals for account, principals in mapped.items() if principals}
+
+
+def rule_principals(rules, host_tags):
+    """Local account -> principals the access rules allow it on a host with these tags: the ones a
+    user-CA certificate may log in with."""
+    mapped = {}
     for rule in rules:
         if rule.applies_to(host_tags):
             for account in rule.accounts:
                 principals = mapped.setdefault(account, [])
                 if rule.principal not in principals:
                     principals.append(rule.principal)
-    return {account: principals for account, principals in mapped.items() if principals}
+    return mapped
 
 
 def host_principals(name, address, private_ip, fqdn, extra_principals):
@@ -319,8 +331,13 @@ def settings(admin_user="azureuser", admin_principals=("sshca-admin",), rules=No
         where = "sshca_accounts[%d]" % index
         _known_keys(where, account, ("name", "shell", "groups"))
         check_linux_user(account.get("name"), where, "name")
-    group = _text(resource_group, "sshca_resource_group", "resource group")
-    return Settings(admin_user, principals, access_rules(rules), group)
+    checked_rules = access_rules(rules)
+    for index, rule in enumerate(checked_rules):
+        if rule.principal in principals:
+            raise EnrollmentError("sshca_access_rules[%d]" % index, "principal %r is an admin principal, which only "
+                                  "admin-CA certificates carry" % rule.principal)
+    return Settings(admin_user, principals, checked_rules,
+                    _text(resource_group, "sshca_resource_group", "resource group"))
 
 
 # --- inputs -> targets --------------------------------------------------------------------------
@@ -359,7 +376,8 @@ def _target(where, host, setup, source_if_vm):
                     host_tags=tags, vm_id=vm_id, vm_name=vm_name, resource_group=setup.resource_group,
                     host_keys=keys, host_key_source="",
                     principals=host_principals(name, address, private_ip, fqdn, extra),
-                    accounts=account_principals(setup.rules, tags, setup.admin_user, setup.admin_principals))
+                    accounts=account_principals(setup.rules, tags, setup.admin_user, setup.admin_principals),
+                    user_ca_accounts=rule_principals(setup.rules, tags))
     if keys:
         target.host_key_source = "given"
     elif target.vm_reference:

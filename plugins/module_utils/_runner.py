@@ -34,7 +34,8 @@ class Requirement:
 
 
 def run_module(module, name, task, requirements=(), describe=str, on_failure=None):
-    """Run `task()` and exit with the result dict it returns (fail_json when it says `failed`).
+    """Run `task()` and exit with the result dict it returns (fail_json when it says `failed`), its
+    `diff` only in diff mode.
 
     describe(err) words an unexpected error in one line (arm_error for Azure's);
     on_failure() gives result keys a failure still reports (the writes already issued, say).
@@ -51,6 +52,8 @@ def run_module(module, name, task, requirements=(), describe=str, on_failure=Non
         module.fail_json(msg=str(err), **extra())
     except Exception as err:  # unexpected: one line, and the traceback for -vvv
         module.fail_json(msg="%s failed: %s" % (name, describe(err)), exception=traceback.format_exc(), **extra())
+    if not module._diff:  # a task may always compute its diff; it is reported only in diff mode
+        result.pop("diff", None)
     if result.get("failed"):
         module.fail_json(**result)
     module.exit_json(**result)

@@ -43,20 +43,16 @@ description:
     their defaults), so O(name) or O(id) with O(tags) updates the tags only, with one C(PATCH) or no
     write at all. If such a VM does not exist, the task fails before any write, naming the VM and
     the missing options.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._azure
 attributes:
   check_mode:
-    support: full
     details: Nothing is written; RV(operations) lists the writes that would be issued.
   diff_mode:
-    support: full
     details: Shows, per VM, the compared fields before and after.
   idempotent:
-    support: full
     details: A rerun with the same options issues no ARM writes.
 options:
   resource_group:
@@ -348,17 +344,15 @@ operations:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the documentation)
 from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noqa: E402
     AUTH_ARGUMENT_SPEC,
-    AZURE_SDK,
     AzureSession,
     Operations,
-    arm_error,
+    run_azure_module,
 )
 from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import run  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._azure_vm_desired import (  # noqa: E402
     TOP_LEVEL_SPEC,
     apply_vm_id,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def argument_spec():
@@ -403,8 +397,8 @@ def main():
             vms, failed = run(session, params, module.check_mode)
         return present_result(module, vms, failed, operations.items)
 
-    run_module(module, "azure_vm", task, requirements=[AZURE_SDK], describe=arm_error,
-               on_failure=lambda: {"vms": [], "operations": operations.items})
+    run_azure_module(module, "azure_vm", task,
+                     on_failure=lambda: {"vms": [], "operations": operations.items})
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ version_added: 0.1.0
 description:
   - Lists VMs by name, resource group or tags, and reads each one's instance view, primary
     network interface and public IP concurrently.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
   - sshca.azure._attributes.INFO_MODULE
@@ -108,13 +106,11 @@ vms:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the documentation)
 from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noqa: E402
     AUTH_ARGUMENT_SPEC,
-    AZURE_SDK,
     AzureSession,
-    arm_error,
+    run_azure_module,
 )
 from ansible_collections.sshca.azure.plugins.module_utils._azure_vm import info  # noqa: E402
 from ansible_collections.sshca.azure.plugins.module_utils._azure_vm_desired import VMInputError  # noqa: E402
-from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def main():
@@ -134,7 +130,7 @@ def main():
         with AzureSession(module.params, pool_size=module.params["concurrency"]) as session:
             return {"changed": False, "vms": info(session, module.params)}
 
-    run_module(module, "azure_vm_info", task, requirements=[AZURE_SDK], describe=arm_error)
+    run_azure_module(module, "azure_vm_info", task)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ description:
     exited non-zero.
   - The VM must be running, with its VM agent ready and extension operations allowed
     (C(osProfile.allowExtensionOperations), on by default).
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
   - sshca.azure._azure
@@ -138,12 +136,10 @@ results:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the documentation)
 from ansible_collections.sshca.azure.plugins.module_utils._azure import (  # noqa: E402
     AUTH_ARGUMENT_SPEC,
-    AZURE_SDK,
     AzureSession,
-    arm_error,
+    run_azure_module,
 )
 from ansible_collections.sshca.azure.plugins.module_utils._azure_run_command import run, vm_references  # noqa: E402
-from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def main():
@@ -175,7 +171,7 @@ def main():
                     "msg": "Run Command failed on %d VM(s): %s" % (len(failures), "; ".join(failures))}
         return {"changed": changed, "results": results}
 
-    run_module(module, "azure_vm_run_command", task, requirements=[AZURE_SDK], describe=arm_error)
+    run_azure_module(module, "azure_vm_run_command", task)
 
 
 if __name__ == "__main__":

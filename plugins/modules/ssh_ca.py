@@ -29,20 +29,14 @@ description:
   - Existing CA keys are never replaced. An existing key must open with its passphrase (file) or be a signing
     key (Key Vault).
   - No private key material is ever returned.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._ca.custody
   - sshca.azure._azure
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The diff lists the files, folder modes and Key Vault keys that are (or would be) created or fixed.
-  idempotent:
-    support: full
 options:
   path:
     description:

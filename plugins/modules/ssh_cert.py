@@ -23,21 +23,16 @@ description:
     it has expired or has less than a third of its life left.
   - The start of a relative validity window is set 5 minutes in the past, so hosts whose clocks run a little
     behind accept the certificate at once.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
   - sshca.azure._ca
   - sshca.azure._ca.custody
   - sshca.azure._azure
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The diff shows the old and new certificate and a one-line summary of each.
   idempotent:
-    support: full
     details: A certificate is re-signed only for the reasons O(regenerate) names; RV(reason) says which.
 options:
   type:
@@ -288,14 +283,7 @@ def main():
         required_if=CA_REQUIRED_IF,
         supports_check_mode=True,
     )
-
-    def task():
-        result = certificate_from_params(module)
-        if not module._diff:
-            result.pop("diff")
-        return result
-
-    run_module(module, "ssh_cert", task, requirements=[CRYPTOGRAPHY])
+    run_module(module, "ssh_cert", lambda: certificate_from_params(module), requirements=[CRYPTOGRAPHY])
 
 
 if __name__ == "__main__":

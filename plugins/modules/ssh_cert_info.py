@@ -15,8 +15,6 @@ description:
   - Parses an OpenSSH certificate, checks its signature against the CA key it names, and returns every field,
     like C(ssh-keygen -L) does.
   - Works on any OpenSSH certificate, whoever signed it.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
   - sshca.azure._attributes.info_module

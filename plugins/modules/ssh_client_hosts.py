@@ -22,18 +22,12 @@ description:
   - Each file is read, changed and replaced (atomically) under an exclusive lock on C(<file>.lock), so runs in
     parallel on one work folder never lose each other's entries. Lines in the block that are not such
     entries are kept as they are.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: One diff per file, showing the managed block before and after.
-  idempotent:
-    support: full
 options:
   hosts:
     description:
@@ -143,11 +137,9 @@ ssh_config:
   type: dict
 """
 
-import traceback  # noqa: E402 - Ansible modules import after their documentation
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules import after their documentation
 from ansible_collections.sshca.azure.plugins.module_utils._client_files import client_hosts_task  # noqa: E402
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def main():
@@ -166,15 +158,7 @@ def main():
         required_one_of=[("known_hosts_path", "config_path")],
         supports_check_mode=True,
     )
-    try:
-        result = client_hosts_task(module.params, module.check_mode)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_client_hosts failed: %s" % exc, exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    run_module(module, "ssh_client_hosts", lambda: client_hosts_task(module.params, module.check_mode))
 
 
 if __name__ == "__main__":

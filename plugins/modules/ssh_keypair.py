@@ -18,18 +18,12 @@ description:
   - An existing key is kept unless O(regenerate) says otherwise; the public key files are rewritten when they
     do not match it.
   - No private key material is ever returned.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The diff shows the fingerprint and public key before and after.
-  idempotent:
-    support: full
 options:
   path:
     description: Path of the private key.

@@ -27,18 +27,13 @@ description:
     O(issued_certificates). A certificate given whole needs no lookup.
   - Bad input fails with one line naming the item and field, and nothing is written. That covers an unknown
     serial, an unreadable key or certificate file, and an existing KRL or spec that cannot be read.
-author:
-  - sshca.azure developers (@sshca)
 extends_documentation_fragment:
   - sshca.azure._attributes
+  - sshca.azure._attributes.FULL_SUPPORT
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The diff lists the revoked entries before and after, one line each.
   idempotent:
-    support: full
     details: Entries are compared as sets with what C(ssh-keygen -Q -l) reads from the KRL, never byte for byte.
 options:
   path:
@@ -190,11 +185,9 @@ checked_at:
   type: str
 """
 
-import traceback  # noqa: E402 - Ansible modules import after their documentation
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules import after their documentation
 from ansible_collections.sshca.azure.plugins.module_utils._krl import KeyGen, krl_task  # noqa: E402
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError  # noqa: E402
+from ansible_collections.sshca.azure.plugins.module_utils._runner import run_module  # noqa: E402
 
 
 def main():
@@ -222,15 +215,7 @@ def main():
         supports_check_mode=True,
     )
     keygen = KeyGen(module.get_bin_path("ssh-keygen", required=True))
-    try:
-        result = krl_task(module.params, module.check_mode, keygen)
-    except SSHKeyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # report anything unexpected once, with its traceback
-        module.fail_json(msg="ssh_krl failed: %s" % exc, exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    run_module(module, "ssh_krl", lambda: krl_task(module.params, module.check_mode, keygen))
 
 
 if __name__ == "__main__":

@@ -275,8 +275,8 @@ def test_run_command_runs_the_script_as_root_in_the_vm_and_answers_as_azure_does
     host_key = host.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
     assert host_key.startswith("ssh-ed25519 ")
     [status] = result.value
-    assert (status.code, status.level, status.display_status) == ("ProvisioningState/succeeded", "Info",
-                                                                   "Provisioning succeeded")
+    expected = ("ProvisioningState/succeeded", "Info", "Provisioning succeeded")
+    assert (status.code, status.level, status.display_status) == expected
     # RunCommandLinux reports "succeeded" whatever the script's exit status.
     assert status.message == f"Enable succeeded: \n[stdout]\n{host_key}\n[stderr]\nroot\nc|a b\n"
     log = emu.requests(since)
@@ -432,9 +432,9 @@ def test_compute_put_vm_bucket_refuses_new_vms_with_computes_answer(azure, netwo
 
 
 def test_a_write_applied_then_answered_503_is_not_duplicated_by_the_sdks_retry(azure, network, emu):
-    emu.set_faults(lab_hosts=False, faults=[{"rate": 1.0, "statuses": [503], "methods": ["PUT"], "applied": True,
-                                            "paths": "/(virtualMachines/vm-once|publicIPAddresses/vm-once-ip)$",
-                                            "max_per_call": 1}])
+    fault = {"rate": 1.0, "statuses": [503], "methods": ["PUT"], "applied": True,
+             "paths": "/(virtualMachines/vm-once|publicIPAddresses/vm-once-ip)$", "max_per_call": 1}
+    emu.set_faults(lab_hosts=False, faults=[fault])
     try:
         since = time.time()
         nic = make_nic(azure, network, "vm-once")
@@ -579,6 +579,25 @@ def test_resource_group_delete_takes_its_resources_along(azure):
     assert "vnet" not in {v.name for v in azure.network.virtual_networks.list_all()}
 
 
+def test_the_catalogue_lists_vm_sizes_and_the_version_latest_resolves_to(azure, network, emu):
+    """What azure.azcollection reads before a create: the location's VM sizes (is the size
+    offered?) and the image's versions, among them the one a VM made with "latest" reports."""
+    sizes = {size.name: size for size in azure.compute.virtual_machine_sizes.list(LOCATION)}
+    assert (sizes["Standard_B1s"].number_of_cores, sizes["Standard_B1s"].memory_in_mb) == (1, 1024)
+    emu.set_faults(lab_hosts=False)
+    try:
+        nic = make_nic(azure, network, "vm-catalogue", public_ip=False)
+        key = "ssh-ed25519 " + base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + bytes(32)).decode()
+        vm = azure.compute.virtual_machines.begin_create_or_update(RG, "vm-catalogue", vm_model(
+            "vm-catalogue", nic.id, key)).result()
+        azure.compute.virtual_machines.begin_delete(RG, "vm-catalogue").result()
+    finally:
+        emu.set_faults(lab_hosts=True)
+    created = vm.storage_profile.image_reference
+    versions = azure.compute.virtual_machine_images.list(LOCATION, created.publisher, created.offer, created.sku)
+    assert created.exact_version in [v.name for v in versions]
+
+
 def test_restart_keeps_resources_tokens_and_operations_in_flight(azure, network, vms, emu):
     port = emu.port
     nic = make_nic(azure, network, "vm-late")
@@ -666,22 +685,3 @@ def test_labctl_down_stops_the_emulator_and_leaves_no_container(azure, vms, emu)
     status = subprocess.run([str(labctl), "status", "--state-dir", str(emu.state_dir)], capture_output=True,
                             text=True, check=False)
     assert status.returncode == 3 and "stopped" in status.stdout
-
-
-def test_the_catalogue_lists_vm_sizes_and_the_version_latest_resolves_to(azure, network, emu):
-    """What azure.azcollection reads before a create: the location's VM sizes (is the size
-    offered?) and the image's versions, among them the one a VM made with "latest" reports."""
-    sizes = {size.name: size for size in azure.compute.virtual_machine_sizes.list(LOCATION)}
-    assert (sizes["Standard_B1s"].number_of_cores, sizes["Standard_B1s"].memory_in_mb) == (1, 1024)
-    emu.set_faults(lab_hosts=False)
-    try:
-        nic = make_nic(azure, network, "vm-catalogue", public_ip=False)
-        key = "ssh-ed25519 " + base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + bytes(32)).decode()
-        vm = azure.compute.virtual_machines.begin_create_or_update(RG, "vm-catalogue", vm_model(
-            "vm-catalogue", nic.id, key)).result()
-        azure.compute.virtual_machines.begin_delete(RG, "vm-catalogue").result()
-    finally:
-        emu.set_faults(lab_hosts=True)
-    created = vm.storage_profile.image_reference
-    versions = azure.compute.virtual_machine_images.list(LOCATION, created.publisher, created.offer, created.sku)
-    assert created.exact_version in [v.name for v in versions]

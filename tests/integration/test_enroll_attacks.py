@@ -216,9 +216,9 @@ def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, 
     stay.exec(HELPER, "rollback")
     assert refused(stay, bootstrap)
 
-    # Break-glass: the user CA replaced by a foreign one, the lockout confirmed (no rollback armed).
+    # Break-glass: the trusted CAs replaced by a foreign one, the lockout confirmed (no rollback armed).
     foreign = make_keypair(tmp_path, "foreign_ca")
-    stay.exec("sh", "-c", f"echo '{foreign.public_text.strip()}' > /etc/ssh/sshca/user_ca.pub")
+    stay.exec("sh", "-c", f"echo '{foreign.public_text.strip()}' > /etc/ssh/sshca/trusted_user_ca_keys.pub")
     assert refused(stay, work / "admin" / "id_ed25519")
     assert stay.exec("test", "-e", f"{STATE}/confirmed", check=False).returncode == 0
     assert "sshca-lockout-rollback" not in stay.exec("systemctl", "list-timers", "--all", "--no-legend").stdout

@@ -6,6 +6,7 @@ idempotent apply, with the `changed` counts of the play recap asserted every tim
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils import _enrollment as contract
+from cryptography.hazmat.primitives import serialization
 from test_azure_vm import LOCATION
 
 from conftest import REPO, collection_env, make_keypair
@@ -84,18 +86,48 @@ def work_with_bootstrap(tmp_path: Path):
     return work, work / "bootstrap" / "id_rsa", bootstrap.public_text
 
 
+def ca_signed(work: Path, ca: str, name: str, principals: list[str]) -> Path:
+    """A key certified by the fleet's `ca` (user or admin) for any principals, with the real
+    ssh-keygen: what someone holding that CA could make."""
+    key = make_keypair(work, name).private
+    unlocked = work / f"{name}-{ca}_ca"
+    ca_key = serialization.load_ssh_private_key((work / "ca" / f"{ca}_ca").read_bytes(), PASSPHRASE.encode())
+    unlocked.write_bytes(ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
+    unlocked.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(unlocked), "-I", name, "-n", ",".join(principals), "-V", "-5m:+1h",
+                    f"{key}.pub"], check=True)
+    unlocked.unlink()
+    return key
+
+
+def signing_ca(key: Path) -> str:
+    """The fingerprint of the CA that signed key's certificate, as ssh-keygen -L shows it."""
+    shown = subprocess.run(["ssh-keygen", "-L", "-f", f"{key}-cert.pub"], capture_output=True, text=True, check=True)
+    return re.search(r"Signing CA: \S+ (SHA256:\S+)", shown.stdout).group(1)
+
+
+def fingerprint(public_key: Path) -> str:
+    return subprocess.run(["ssh-keygen", "-lf", str(public_key)], capture_output=True, text=True,
+                          check=True).stdout.split()[1]
+
+
 def host_keys(host) -> list[str]:
     """The host's public host keys, read out of band (what an operator pins as host_keys)."""
     return host.exec("sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").stdout.splitlines()
 
 
-def served_principals(address: str) -> list[str]:
-    """The principals of the host certificate sshd serves, as `ssh-keyscan -c | ssh-keygen -L` shows them."""
+def served_certificate(address: str) -> str:
+    """The Ed25519 host certificate sshd serves, as `ssh-keyscan -c | ssh-keygen -L` shows it (in UTC)."""
     scan = subprocess.run(["ssh-keyscan", "-c", "-t", "ed25519", address], capture_output=True, text=True,
                           check=True).stdout
-    shown = subprocess.run(["ssh-keygen", "-L", "-f", "-"], input=scan, capture_output=True, text=True,
-                           check=True).stdout
-    block = shown.split("Principals:", 1)[1].split("Critical Options:", 1)[0]
+    return subprocess.run(["ssh-keygen", "-L", "-f", "-"], input=scan, capture_output=True, text=True, check=True,
+                          env={"TZ": "UTC", "PATH": "/usr/bin:/bin"}).stdout
+
+
+def served_principals(address: str) -> list[str]:
+    """The principals of the host certificate sshd serves."""
+    block = served_certificate(address).split("Principals:", 1)[1].split("Critical Options:", 1)[0]
     return [line.strip() for line in block.splitlines() if line.strip()]
 
 
@@ -147,7 +179,9 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     assert "@cert-authority noob-1," in known_hosts.read_text()
     effective = host.exec("sshd", "-T", "-C", "user=azureuser").stdout.splitlines()
     for setting in ("authorizedkeysfile none", "authorizedkeyscommand none", "permitrootlogin no",
-                    "passwordauthentication no", "loglevel VERBOSE", "revokedkeys /etc/ssh/sshca/revoked_keys"):
+                    "passwordauthentication no", "loglevel VERBOSE", "revokedkeys /etc/ssh/sshca/revoked_keys",
+                    "authorizedprincipalsfile none", "authorizedprincipalscommanduser nobody",
+                    "authorizedprincipalscommand /usr/local/libexec/sshca-principals %u %F"):
         assert setting in effective, setting
     # The KRL enrollment installs is a real, empty one, and sshd takes logins with it (above, below).
     krl = host.exec("ssh-keygen", "-Q", "-f", "/etc/ssh/sshca/revoked_keys", "/etc/ssh/ssh_host_ed25519_key.pub")
@@ -164,6 +198,20 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     journal = host.exec("journalctl", "-u", "ssh", "--no-pager").stdout
     assert re.search(r"Accepted publickey for azureuser .* ID noob \(serial \d+\)", journal)
 
+    # Admin access only from the admin CA, whatever principals a certificate carries.
+    assert signing_ca(work / "admin" / "id_ed25519") == fingerprint(work / "ca" / "admin_ca.pub")
+    forged = ca_signed(work, "user", "forged-admin", ["sshca-admin", "azureuser", "root"])
+    refused_admin = login(host, forged, known_hosts=known_hosts)
+    assert refused_admin.returncode == 255 and "Permission denied (publickey)." in refused_admin.stderr
+    admin_ca_admin = ca_signed(work, "admin", "admin-ca-admin", ["sshca-admin"])
+    assert login(host, admin_ca_admin, "id", "-un", known_hosts=known_hosts).stdout.strip() == "azureuser"
+    admin_ca_user = ca_signed(work, "admin", "admin-ca-user", ["grp:platform", "grp:noob", "ops"])
+    for account in ("ops", "azureuser"):
+        assert login(host, admin_ca_user, user=account, known_hosts=known_hosts).returncode == 255, account
+    assert login(host, admin_ca_admin, user="ops", known_hosts=known_hosts).returncode == 255
+    user_ca_user = ca_signed(work, "user", "user-ca-user", ["grp:platform"])
+    assert login(host, user_ca_user, "id", "-un", user="ops", known_hosts=known_hosts).stdout.strip() == "ops"
+
     serial = host.exec("ssh-keygen", "-Lf", "/etc/ssh/ssh_host_ed25519_key-cert.pub").stdout
     check_again = run_playbook("enroll.yml", extra_vars, tmp_path, check=True)
     assert check_again.rc == 0, check_again.output[-4000:]
@@ -175,6 +223,42 @@ def test_enroll_existing_host_locks_it_down_and_reruns_with_its_certificate(lab_
     assert again.changed("localhost") == 0
     assert '"connected_with": "certificate"' in again.output
     assert host.exec("ssh-keygen", "-Lf", "/etc/ssh/ssh_host_ed25519_key-cert.pub").stdout == serial
+
+    # A host enrolled by a release before the admin CA (user CA only, the admin principal in a principals file,
+    # no mark on the controller): the rerun reaches it with a user-CA admin certificate and moves it over.
+    host.exec("sh", "-c", BEFORE_ADMIN_CA, "sh", (work / "ca" / "user_ca.pub").read_text().strip())
+    (work / "hosts" / "noob-1" / "trusts-admin-ca").unlink()
+    deadline = time.monotonic() + 20
+    while login(host, forged, known_hosts=known_hosts).returncode != 0:
+        assert time.monotonic() < deadline, "the earlier release's layout never took the forged certificate"
+        time.sleep(0.5)
+    # No master connection of the earlier runs (authenticated with the admin-CA certificate) is reused.
+    control_dir = "sshca-" + hashlib.sha1(str(work).encode(), usedforsecurity=False).hexdigest()[:12]
+    for socket in (Path.home() / ".ansible" / "cp" / control_dir).glob("*"):
+        socket.unlink()
+    upgrade = run_playbook("enroll.yml", extra_vars, tmp_path)
+    assert upgrade.rc == 0, upgrade.output[-4000:]
+    assert upgrade.changed("noob-1") > 0
+    journal = host.exec("journalctl", "-u", "ssh", "--no-pager").stdout
+    assert re.search(r"Accepted publickey for azureuser .* ID sshca-enroll-before-admin-ca ", journal)
+    assert login(host, forged, known_hosts=known_hosts).returncode == 255
+    assert login(host, work / "admin" / "id_ed25519", known_hosts=known_hosts).returncode == 0
+    for earlier in ("/etc/ssh/sshca/user_ca.pub", "/etc/ssh/sshca/principals"):
+        assert host.exec("test", "-e", earlier, check=False).returncode == 1, earlier
+
+
+# What a release before the admin CA left on a host; $1 is the user CA public key.
+BEFORE_ADMIN_CA = r"""
+set -e
+printf '%s\n' "$1" > /etc/ssh/sshca/user_ca.pub
+mkdir -p /etc/ssh/sshca/principals
+printf 'sshca-admin\ngrp:noob\ngrp:platform\n' > /etc/ssh/sshca/principals/azureuser
+rm -rf /etc/ssh/sshca/admin_principals /etc/ssh/sshca/user_principals /etc/ssh/sshca/trusted_user_ca_keys.pub
+sed -i -e 's#^TrustedUserCAKeys .*#TrustedUserCAKeys /etc/ssh/sshca/user_ca.pub#' \
+  -e 's#^AuthorizedPrincipalsFile .*#AuthorizedPrincipalsFile /etc/ssh/sshca/principals/%u#' \
+  -e '/^AuthorizedPrincipalsCommand/d' /etc/ssh/sshd_config.d/10-sshca-enroll.conf
+systemctl try-reload-or-restart ssh
+"""
 
 
 def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_path):
@@ -192,10 +276,9 @@ def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_p
     assert login(host, bootstrap.private).returncode == 0
 
 
-def host_cert_facts(path: Path) -> tuple[str, str, str]:
-    """(serial, valid after, valid before) of a certificate, as real ssh-keygen reads it, in UTC."""
-    text = subprocess.run(["ssh-keygen", "-Lf", str(path)], capture_output=True, text=True, check=True,
-                          env={"TZ": "UTC", "PATH": "/usr/bin:/bin"}).stdout
+def served_cert_facts(address: str) -> tuple[str, str, str]:
+    """(serial, valid after, valid before) of the host certificate sshd serves, in UTC."""
+    text = served_certificate(address)
     serial = re.search(r"Serial: (\d+)", text).group(1)
     after, before = re.search(r"Valid: from (\S+) to (\S+)", text).groups()
     return serial, after + "Z", before + "Z"
@@ -264,7 +347,8 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     assert sorted(line.split(None, 1)[1] for line in pinned) == sorted(
         " ".join(key.split()[:2]) for key in host_keys(vm_host))
     assert served_principals(vm["public_ip"]) == ["tagged-vm", vm["public_ip"], vm["private_ip"]]
-    serial, after, before = host_cert_facts(work / "hosts" / "tagged-vm" / "ssh_host_ed25519_key-cert.pub")
+    # The registry tags tell what the host serves, not what the controller keeps.
+    serial, after, before = served_cert_facts(vm["public_ip"])
     assert vm_tags() == {"owner": "team-a", "role": "noob", "sshca-enrolled": after,
                          "sshca-host-cert-serial": serial, "sshca-host-cert-expires": before}
     assert f'"vm_tags": "recorded on {vm["id"]}"' in apply.output

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import login, run_playbook
+from test_enroll_roles import host_keys, login, run_playbook
 
 from conftest import collection_env, make_keypair
 
@@ -34,7 +34,7 @@ def systemctl_show(host, unit: str, *properties: str) -> dict[str, list[str]]:
     out = host.exec("systemctl", "show", unit, *(f"--property={p}" for p in properties)).stdout
     shown: dict[str, list[str]] = {}
     for line in out.splitlines():
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1) if "=" in line else (line, "")
         shown.setdefault(key, []).append(value)
     return shown
 
@@ -67,7 +67,8 @@ def test_enroll_locks_every_host_kind_to_certificates(lab_host_factory, tmp_path
     fleet = {kind: lab_host_factory([bootstrap.public_text], suite=kind[0], ssh_activation=kind[1])
              for kind in KINDS}
     extra = {"sshca_work_dir": str(work), "sshca_bootstrap_key_path": str(bootstrap.private),
-             "sshca_hosts": [{"name": host.name, "address": host.address} for host in fleet.values()]}
+             "sshca_hosts": [{"name": host.name, "address": host.address, "host_keys": host_keys(host)}
+                             for host in fleet.values()]}
 
     apply = run_playbook("enroll.yml", extra, tmp_path)
     assert apply.rc == 0, apply.output[-4000:]

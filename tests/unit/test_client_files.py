@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils._client_files import client_hosts_task
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import KeypairFiles, SSHKeyError
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import KeyAction, KeypairFiles, SSHKeyError
 
 from conftest import make_keypair
 
@@ -116,7 +116,7 @@ def test_parallel_writers_lose_no_entry(work):
 
 
 def _make_key(path):
-    return KeypairFiles(path, key_type="ed25519").apply({"key": "create"}).openssh_no_comment()
+    return KeypairFiles(path, key_type="ed25519").apply({"key": KeyAction.CREATE}).openssh_no_comment()
 
 
 def test_parallel_key_creation_agrees_on_one_key(tmp_path):

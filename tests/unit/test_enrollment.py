@@ -82,6 +82,8 @@ def test_hosts_become_targets_with_principals_accounts_and_pinned_keys(tmp_path)
         "sshca_hosts", access_rules=[{"principal": "grp:web", "accounts": ["deploy"], "host_tags": {"role": "web"}}])
     assert target["principals"] == ["web-1", "20.1.2.3", "10.0.1.4", "web-1.example.net", "web"]
     assert target["accounts"] == {"azureuser": ["sshca-admin"], "deploy": ["grp:web"]}
+    # What user-CA certificates may use: never the admin principal.
+    assert target["user_ca_accounts"] == {"deploy": ["grp:web"]}
     assert target["host_key_source"] == "given"
     fingerprint = subprocess.run(["ssh-keygen", "-lf", str(host_key.public)], capture_output=True, text=True,
                                  check=True).stdout.split()[1]
@@ -139,6 +141,9 @@ GOOD = {"name": "web-1", "address": "20.1.2.3", "vm_id": VM_ID}
      "enroll: sshca_access_rules[0]: principal 'grp ops' contains ' '"),
     ("sshca_hosts", GOOD, {"access_rules": [{"principal": "grp:ops", "accounts": ["Ops"]}]},
      "enroll: sshca_access_rules[0]: account 'Ops' is not a valid Linux user name"),
+    ("sshca_hosts", GOOD, {"access_rules": [{"principal": "sshca-admin", "accounts": ["ops"]}]},
+     "enroll: sshca_access_rules[0]: principal 'sshca-admin' is an admin principal, which only admin-CA "
+     "certificates carry"),
     ("sshca_hosts", GOOD, {"accounts": [{"name": "9lives"}]},
      "enroll: sshca_accounts[0]: name '9lives' is not a valid Linux user name"),
     ("sshca_hosts", GOOD, {"admin_user": "Admin User"},

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from conftest import collection_env
+from conftest import LOCALHOST_PLAY, collection_env
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("terraform_network", REPO / "plugins/filter/terraform_network.py")
@@ -140,12 +140,8 @@ def test_ansible_resolves_the_filter_by_its_fqcn(tmp_path: Path):
     """Through real ansible-playbook: the FQCN works on -e JSON, and a bad input fails the task in one line."""
     playbook = tmp_path / "play.yml"
     playbook.write_text(
-        "- hosts: localhost\n"
-        "  gather_facts: false\n"
-        "  vars:\n"
-        "    ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
-        "  tasks:\n"
-        "    - name: Read the network\n"
+        LOCALHOST_PLAY
+        + "    - name: Read the network\n"
         "      ansible.builtin.copy:\n"
         "        content: \"{{ sshca_network | sshca.azure.network_from_terraform | to_json }}\"\n"
         f"        dest: {tmp_path / 'network.json'}\n"

@@ -230,11 +230,16 @@ class Network:
                  if (ref(nic["body"]["properties"].get("networkSecurityGroup")) or "").lower() == nsg_id]
         users += [s["id"] for vnet in self.res.records(VNET.full_type) for s in vnet["body"]["properties"]["subnets"]
                   if (ref(s["properties"].get("networkSecurityGroup")) or "").lower() == nsg_id]
+        return self._delete_unless_used(
+            record, api, users, "InUseNetworkSecurityGroupCannotBeDeleted",
+            f"Network security group {record['body']['id']} cannot be deleted because it is in use by the following "
+            f"resources: {users}. In order to delete the Network security group, remove the association with the "
+            "resource(s).")
+
+    def _delete_unless_used(self, record: dict, api: str, users, code: str, message: str) -> Reply:
+        """ARM refuses (400, with its code) to delete what another resource still uses."""
         if users:
-            raise ArmError(400, "InUseNetworkSecurityGroupCannotBeDeleted",
-                           f"Network security group {record['body']['id']} cannot be deleted because it is in use "
-                           f"by the following resources: {users}. In order to delete the Network security group, "
-                           "remove the association with the resource(s).")
+            raise ArmError(400, code, message)
         return self.ops.accept_delete(record, api)
 
     # --- public IP addresses -----------------------------------------------------------------
@@ -289,12 +294,11 @@ class Network:
 
     def delete_public_ip(self, record: dict, api: str) -> Reply:
         config = record["body"]["properties"].get("ipConfiguration")
-        if config:
-            raise ArmError(400, "PublicIPAddressCannotBeDeleted",
-                           f"Public IP address {record['body']['id']} can not be deleted since it is still allocated "
-                           f"to resource {config['id']}. In order to delete the public IP, disassociate/detach the "
-                           "Public IP address from the resource.")
-        return self.ops.accept_delete(record, api)
+        return self._delete_unless_used(
+            record, api, config, "PublicIPAddressCannotBeDeleted",
+            f"Public IP address {record['body']['id']} can not be deleted since it is still allocated to resource "
+            f"{(config or {}).get('id')}. In order to delete the public IP, disassociate/detach the Public IP address "
+            "from the resource.")
 
     def public_address(self, nic: dict) -> str | None:
         """The address of a NIC's primary public IP; a Dynamic one is assigned now (the VM starts)."""
