@@ -51,6 +51,7 @@ def fingerprints(keys: list[str]) -> list[str]:
 
 def summary(run) -> dict:
     """The summary enroll.yml prints last."""
+    assert "TASK [Show the summary]" in run.output, run.output[-40000:]
     text = run.output.split("TASK [Show the summary]", 1)[1]
     body = text[text.index("=> {") + 3:]
     return json.loads(body[:body.index("\n}\n") + 2])["sshca_summary | default({})"]
@@ -83,18 +84,22 @@ def test_impostor_at_first_contact_and_key_sources_left_open(azure, lab_host_fac
     # The VM's address, as the controller resolves it, is answered by another machine.
     impostor = lab_host_factory([bootstrap_public], hostname="victim")
 
-    # keys-cmd: a drop-in that sorts before ours serves keys through AuthorizedKeysCommand (as the
-    # Entra ID login extension does), and sshd_config ends in a Match block reopening authorized_keys.
+    # Hosts whose AuthorizedKeysCommand serves an attacker's key and the bootstrap key, as the Entra ID
+    # login extension serves keys. entra-late: the extension's lines at the end of sshd_config, and a
+    # Match block after them reopening authorized_keys. entra-early: in a drop-in sorting before ours.
     attacker = make_keypair(tmp_path, "attacker")
-    keycmd = lab_host_factory([bootstrap_public], hostname="keys-cmd")
-    keycmd.exec("sh", "-c", f"""printf '#!/bin/sh\\necho "%s"\\necho "%s"\\n' '{attacker.public_text.strip()}' \
-'{bootstrap_public.strip()}' > /usr/local/bin/keys && chmod 0755 /usr/local/bin/keys
-printf 'AuthorizedKeysCommand /usr/local/bin/keys %%u\\nAuthorizedKeysCommandUser root\\n' \
-> /etc/ssh/sshd_config.d/05-entra.conf
-printf 'Match User azureuser\\n    AuthorizedKeysFile .ssh/authorized_keys\\n' >> /etc/ssh/sshd_config
-systemctl reload ssh""")
-    hosts.wait_for_ssh(keycmd.address)  # a reloaded sshd re-executes: a moment without a listener
-    assert login(keycmd, attacker.private).returncode == 0, "the AuthorizedKeysCommand must admit keys at first"
+    serve_keys = (f"""printf '#!/bin/sh\\necho "%s"\\necho "%s"\\n' '{attacker.public_text.strip()}' \
+'{bootstrap_public.strip()}' > /usr/local/bin/keys && chmod 0755 /usr/local/bin/keys\n""")
+    command = "AuthorizedKeysCommand /usr/local/bin/keys %%u\\nAuthorizedKeysCommandUser root\\n"
+    late = lab_host_factory([bootstrap_public], hostname="entra-late")
+    late.exec("sh", "-c", serve_keys + f"printf '{command}Match User azureuser\\n    AuthorizedKeysFile "
+                                       ".ssh/authorized_keys\\n' >> /etc/ssh/sshd_config && systemctl reload ssh")
+    early = lab_host_factory([bootstrap_public], hostname="entra-early")
+    early.exec("sh", "-c", serve_keys + f"printf '{command}' > /etc/ssh/sshd_config.d/05-entra.conf "
+                                        "&& systemctl reload ssh")
+    for host in (late, early):
+        hosts.wait_for_ssh(host.address)  # a reloaded sshd re-executes: a moment without a listener
+        assert login(host, attacker.private).returncode == 0, "the AuthorizedKeysCommand must admit keys at first"
 
     # match-first: a Match block in a drop-in that sorts before ours reopens authorized_keys.
     matchfirst = lab_host_factory([bootstrap_public], hostname="match-first")
@@ -103,7 +108,8 @@ systemctl reload ssh""")
     hosts.wait_for_ssh(matchfirst.address)
 
     hosts_to_enroll = [{"name": "victim", "address": impostor.address, "vm_id": vm["id"]},
-                       {"name": "keys-cmd", "address": keycmd.address, "accept_new_host_keys": True},
+                       {"name": "entra-late", "address": late.address, "accept_new_host_keys": True},
+                       {"name": "entra-early", "address": early.address, "host_keys": host_keys(early)},
                        {"name": "match-first", "address": matchfirst.address, "host_keys": host_keys(matchfirst)}]
     run = run_playbook("enroll.yml", {"sshca_work_dir": str(work), "sshca_rollback_seconds": 30,
                                       "sshca_hosts": hosts_to_enroll}, tmp_path)
@@ -120,13 +126,22 @@ systemctl reload ssh""")
     assert impostor.exec("test", "-e", "/etc/ssh/sshca", check=False).returncode == 1
     assert victim.exec("test", "-e", "/etc/ssh/sshca", check=False).returncode == 1
 
-    # keys-cmd (whose keys were taken on first use, as the summary says): the lockout's `Match all`
-    # beats both key sources; real sshd refuses every key.
-    assert hosts_summary["keys-cmd"]["host_keys"] == "TRUSTED ON FIRST USE (accept_new_host_keys), not pinned"
-    assert hosts_summary["keys-cmd"]["locked"] is True
-    assert refused(keycmd, attacker.private)
-    assert refused(keycmd, bootstrap)
-    assert login(keycmd, work / "admin" / "id_ed25519", known_hosts=work / "known_hosts").returncode == 0
+    # entra-late (whose keys were taken on first use, as the summary says): the lockout's global
+    # settings come first and its `Match all` beats the Match block; real sshd refuses every key.
+    assert hosts_summary["entra-late"]["host_keys"] == "TRUSTED ON FIRST USE (accept_new_host_keys), not pinned"
+    assert hosts_summary["entra-late"]["locked"] is True
+    assert refused(late, attacker.private)
+    assert refused(late, bootstrap)
+    assert login(late, work / "admin" / "id_ed25519", known_hosts=work / "known_hosts").returncode == 0
+
+    # entra-early: locked with every key refused, or failed and never said locked. (OpenSSH 8.7 to 9.x
+    # ignore an AuthorizedPrincipalsCommand that follows an AuthorizedKeysCommand, so on these Debian 12
+    # hosts enrollment itself stops: the sshd -T -C check sees it and says so.)
+    if hosts_summary["entra-early"]["locked"]:
+        assert refused(early, attacker.private) and refused(early, bootstrap)
+    else:
+        assert re.search(r"on entra-early: sshd -T -C does not show the settings", run.output)
+        assert early.exec("test", "-e", LOCKOUT_DROPIN, check=False).returncode == 1
 
     # match-first: the check sees the earlier Match block, fails and rolls back.
     assert re.search(r"key_lockout on match-first: sshd -T -C does not show the settings of 10-sshca-lockout.conf: "
