@@ -75,12 +75,6 @@ def lab_host_at(emu, address: str) -> hosts.Host:
     return host
 
 
-# Both attacks fail on main since the admin-CA and lifecycle merges (enroll stops before its
-# summary; a rebooted host did not answer in 120 s): issue 10 stays open until they pass again.
-BROKEN_SINCE_MERGE = pytest.mark.skip(reason="fails since the admin-CA and lifecycle merges; see issue 10")
-
-
-@BROKEN_SINCE_MERGE
 def test_impostor_at_first_contact_and_key_sources_left_open(azure, lab_host_factory, ansible_module, tmp_path):
     emu, _clients, subnet_id = azure
     work, bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
@@ -179,7 +173,6 @@ def wait_for(predicate, timeout: float, what: str):
         time.sleep(0.5)
 
 
-@BROKEN_SINCE_MERGE
 def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, ansible_module, tmp_path):
     emu, _clients, subnet_id = azure
     work, bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
