@@ -173,6 +173,19 @@ def wait_for(predicate, timeout: float, what: str):
         time.sleep(0.5)
 
 
+def kill_controller(controller: subprocess.Popen, marker: str) -> None:
+    """SIGKILL ansible-playbook and what it started: its process group, and its workers, which
+    leave the group (they call setsid) but carry the marker in their environment."""
+    os.killpg(controller.pid, signal.SIGKILL)
+    controller.wait()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes().split(b"\0"):
+                os.kill(int(environ.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue  # gone already, or not ours to read
+
+
 def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, ansible_module, tmp_path):
     emu, _clients, subnet_id = azure
     work, bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
@@ -199,8 +212,7 @@ def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, 
         wait_for(lambda: all((flags / h.address).exists() for h in (stay, reboot)) or controller.poll() is not None,
                  600, "both hosts mid-lockout")
     finally:
-        os.killpg(controller.pid, signal.SIGKILL)
-        controller.wait()
+        kill_controller(controller, f"SSHCA_TEST_FLAGS={flags}")
     armed = {h.name: int(h.exec("cat", f"{STATE}/pending").stdout) for h in (stay, reboot)}
     assert refused(stay, bootstrap) and refused(reboot, bootstrap), "the lockout was live when the controller died"
 
