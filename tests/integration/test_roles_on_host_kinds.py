@@ -1,4 +1,5 @@
-"""host_enroll and key_lockout on the three kinds of lab host, judged by real sshd and real logins.
+"""host_enroll and key_lockout, then renewal and revocation, on the three kinds of lab host, judged
+by real sshd and real logins.
 
 bookworm/service stands in for Ubuntu 22.04 (OpenSSH 9.2, ssh.service); trixie/service runs
 OpenSSH 10.0 the same way; trixie/socket starts sshd as Ubuntu 24.04 does, from ssh.socket. None
@@ -21,7 +22,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import host_keys, login, run_playbook
+from test_enroll_roles import host_keys, login, run_playbook, user_cert
+from test_lifecycle import served_serials
 
 from conftest import collection_env, make_keypair
 
@@ -61,12 +63,14 @@ def assert_socket_serves_sshd(host) -> None:
 
 
 def test_enroll_locks_every_host_kind_to_certificates(lab_host_factory, tmp_path):
-    """enroll.yml (host_enroll, then key_lockout) on a fresh host of each kind."""
+    """enroll.yml (host_enroll, then key_lockout) on a fresh host of each kind; then, on the same
+    fleet, a forced renew.yml and a revoke.yml of a user certificate."""
     work = tmp_path / "sshca"
     bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
     fleet = {kind: lab_host_factory([bootstrap.public_text], suite=kind[0], ssh_activation=kind[1])
              for kind in KINDS}
     extra = {"sshca_work_dir": str(work), "sshca_bootstrap_key_path": str(bootstrap.private),
+             "sshca_access_rules": [{"principal": "grp:ops", "accounts": ["azureuser"], "host_tags": {}}],
              "sshca_hosts": [{"name": host.name, "address": host.address, "host_keys": host_keys(host)}
                              for host in fleet.values()]}
 
@@ -95,6 +99,46 @@ def test_enroll_locks_every_host_kind_to_certificates(lab_host_factory, tmp_path
     again = login(socket_host, admin_key, "true", known_hosts=known_hosts)
     assert again.returncode == 0, again.stderr
     assert login(socket_host, bootstrap.private).returncode == 255
+
+    renew_and_revoke_on_every_kind(fleet, work, tmp_path)
+
+
+def renew_and_revoke_on_every_kind(fleet: dict, work: Path, tmp_path: Path) -> None:
+    """Day 2 on the enrolled fleet. renew.yml makes sshd serve new host certificates (a restart
+    under socket activation, where a reload kills sshd); revoke.yml pushes a KRL that real sshd
+    enforces against a user certificate it admitted before."""
+    known_hosts = work / "known_hosts"
+    admin_key = work / "admin" / "id_ed25519"
+    alice = user_cert(work, "alice", ["grp:ops"])
+    alice_serial = re.search(r"Serial: (\d+)", subprocess.run(
+        ["ssh-keygen", "-L", "-f", f"{alice}-cert.pub"], capture_output=True, text=True, check=True).stdout).group(1)
+    served = {}
+    for host in fleet.values():
+        admitted = login(host, alice, known_hosts=known_hosts)
+        assert admitted.returncode == 0, f"{host.kind}: {admitted.stderr}"
+        served[host.kind] = served_serials(host.address)
+
+    # The hosts enrolled from this work folder, every certificate re-signed.
+    renew = run_playbook("renew.yml", {"sshca_work_dir": str(work), "sshca_renew_force": True}, tmp_path)
+    assert renew.rc == 0, renew.output[-4000:]
+    for host in fleet.values():
+        assert renew.changed(host.name) > 0, host.kind
+        now = served_serials(host.address)
+        assert now and now.isdisjoint(served[host.kind]), f"{host.kind}: served {now}, before {served[host.kind]}"
+        admin = login(host, admin_key, known_hosts=known_hosts)
+        assert admin.returncode == 0, f"{host.kind}: {admin.stderr}"
+    assert_socket_serves_sshd(fleet["trixie", "socket"])
+
+    revoke = run_playbook("revoke.yml", {"sshca_work_dir": str(work),
+                                         "sshca_revoke": [{"serial": int(alice_serial), "ca": "user",
+                                                           "reason": "test: alice's laptop"}]}, tmp_path)
+    assert revoke.rc == 0, revoke.output[-4000:]
+    for host in fleet.values():
+        refused = login(host, alice, known_hosts=known_hosts)
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr, f"{host.kind}: {refused.stderr}"
+        admin = login(host, admin_key, known_hosts=known_hosts)
+        assert admin.returncode == 0, f"{host.kind}: {admin.stderr}"
+    assert_socket_serves_sshd(fleet["trixie", "socket"])
 
 
 LOCKOUT_PLAY = """\
