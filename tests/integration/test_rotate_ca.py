@@ -10,10 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from test_enroll_roles import (
-    PASSPHRASE,
     RECAP,
+    ca_signed,
     fingerprint,
     host_keys,
     login,
@@ -23,25 +22,9 @@ from test_enroll_roles import (
 )
 from test_lifecycle import by_config
 
-from conftest import make_keypair
-
 pytestmark = pytest.mark.lab
 
 RULES = [{"principal": "grp:ops", "accounts": ["azureuser"], "host_tags": {}}]
-
-
-def signed_by(ca_key: Path, folder: Path, name: str, principals: list[str]) -> Path:
-    """A key certified by the CA key file `ca_key` with the real ssh-keygen: what its holder can make."""
-    key = make_keypair(folder, name).private
-    unlocked = folder / f"{name}-ca"
-    ca = serialization.load_ssh_private_key(ca_key.read_bytes(), PASSPHRASE.encode())
-    unlocked.write_bytes(ca.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                          serialization.NoEncryption()))
-    unlocked.chmod(0o600)
-    subprocess.run(["ssh-keygen", "-q", "-s", str(unlocked), "-I", name, "-n", ",".join(principals), "-V", "-5m:+1h",
-                    f"{key}.pub"], check=True)
-    unlocked.unlink()
-    return key
 
 
 def served_signing_cas(address: str) -> set[str]:
@@ -107,10 +90,14 @@ def test_rotation_keeps_logins_working_at_every_phase_and_retire_refuses_the_old
     assert not set(new.values()) & set(old.values())
     assert known_hosts.read_text().count("@cert-authority ") == 4  # both host CAs, for each host
     # Hosts trust the new user CA and the new admin CA next to the old ones, each for its own principals.
-    new_user = signed_by(ca_next / "user_ca", tmp_path, "new-user", ["grp:ops"])
-    new_admin = signed_by(ca_next / "admin_ca", tmp_path, "new-admin", ["sshca-admin"])
+    # What a holder of the new CAs can sign (ca_signed reads <folder>/ca/, here the new CAs).
+    next_view = tmp_path / "next"
+    next_view.mkdir()
+    (next_view / "ca").symlink_to(ca_next)
+    new_user = ca_signed(next_view, "user", "new-user", ["grp:ops"])
+    new_admin = ca_signed(next_view, "admin", "new-admin", ["sshca-admin"])
     logins("introduced", old["host"], old_user_in=True, accepted=(new_user, new_admin))
-    forged_admin = signed_by(ca_next / "user_ca", tmp_path, "forged-admin", ["sshca-admin"])
+    forged_admin = ca_signed(next_view, "user", "forged-admin", ["sshca-admin"])
     for name, host in fleet.items():
         assert login(host, forged_admin, known_hosts=known_hosts).returncode == 255, name
     again = rotate("introduce")
