@@ -40,8 +40,8 @@ def changed(run) -> dict[str, int]:
     return {name: int(count) for name, _ok, count, _u, _f in RECAP.findall(run.output)}
 
 
-def test_rotation_keeps_logins_working_at_every_phase_and_retire_refuses_the_old_user_ca(lab_host_factory,
-                                                                                        tmp_path):
+def test_rotation_keeps_logins_working_at_every_phase_and_retire_refuses_the_old_user_ca(
+        lab_host_factory, tmp_path):
     work, _bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
     fleet = {"rot-b": lab_host_factory([bootstrap_public], hostname="rot-b"),
              "rot-t": lab_host_factory([bootstrap_public], hostname="rot-t", suite="trixie",
