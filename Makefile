@@ -17,12 +17,12 @@ SANITY_COPY := $(HOME)/.cache/sshca-azure-sanity/$(shell echo "$(CURDIR)" | sha2
 NOT_COLLECTION := tests/lab|tests/terraform|terraform|bench|tools
 PYTEST_LOG  := $(VENV)/pytest.log
 
-.PHONY: help setup demo test lint sanity pytest terraform-check bench lab-up lab-down clean
+.PHONY: help setup demo demo-down test lint sanity pytest terraform-check bench lab-up lab-down clean
 
 help:
 	@echo "make demo   - run sshca.azure against the local lab and show what it did"
 	@echo "make test   - every check: ruff, ansible-lint, ansible-test sanity, pytest, terraform"
-	@echo "make setup | lab-up | lab-down | bench | clean"
+	@echo "make setup | lab-up | lab-down | demo-down | bench | clean"
 
 # --- set-up: idempotent, and quick once done (stamp files record what is in place) -----------
 
@@ -65,8 +65,12 @@ $(STATE)/podman: tests/lab/labkit/podman.py | $(STATE)/venv
 
 # --- the front doors ------------------------------------------------------------------------
 
+# The demo removes its previous run first; demo-down removes what it leaves running.
 demo: setup
 	@$(PY) tests/lab/demo.py
+
+demo-down:
+	@$(LABCTL) down --state-dir $(HOME)/.sshca-demo/emulator
 
 # Independent suites run side by side; pytest's summary line is printed last. The host images
 # (bookworm and trixie) are built first, one at a time, and only when their recipe changed.
@@ -104,7 +108,7 @@ $(HOME)/.ansible/test/cache/.standin: tests/sanity/get_pip_standin.py
 
 pytest:
 	@echo "== pytest =="
-	@$(PY) -m pytest -q -n 2 -p no:cacheprovider 2>&1 | tee $(PYTEST_LOG)
+	@$(PY) -m pytest -q -n 2 -p no:cacheprovider --durations=12 2>&1 | tee $(PYTEST_LOG)
 
 terraform-check:
 	@echo "== terraform =="

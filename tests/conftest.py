@@ -20,6 +20,12 @@ from labkit import hosts  # noqa: E402
 from tools.collection import collection_env, make_importable  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """Lab tests first: with two workers, the long ones start at once and the quick unit tests fill
+    the gaps at the end, instead of one worker finishing a long lab test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("lab") is None)
+
+
 @dataclass(frozen=True)
 class KeyPair:
     private: Path

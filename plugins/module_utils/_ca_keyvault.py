@@ -112,13 +112,17 @@ class IdentityRecorder:
         return token
 
     def identity(self):
-        """`alice@example.com` (a person) or `app:<application id>` (a service principal, a managed identity)."""
+        """`alice@example.com` (a person) or `app:<application id>` (a service principal, a managed identity),
+        else `oid:<object id>`."""
         claims = self.claims
         for name in ("upn", "preferred_username", "unique_name"):
             if claims.get(name):
                 return str(claims[name])
         app = claims.get("appid") or claims.get("azp")
-        return "app:%s" % app if app else None
+        if app:
+            return "app:%s" % app
+        # A token naming neither still names the principal's object id.
+        return "oid:%s" % claims["oid"] if claims.get("oid") else None
 
 
 class KeyVaultSigner(CASigner):

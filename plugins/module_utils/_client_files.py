@@ -11,6 +11,9 @@ blockinfile writes them) with one entry per host, tagged with the host's name:
                   Host web-1 127.0.0.10
                       HostName 127.0.0.10 ...
 
+A host has one such known_hosts line per trusted host CA: two while a CA rotation overlaps the old
+and the new CA (`all_hosts` then sets the CA lines of every entry, keeping their patterns).
+
 A run adds or updates the hosts it names and leaves every other entry alone, so fleets enrolled
 one after the other accumulate. An entry is replaced by a host of the same name, or by one that
 now holds its address (a renamed VM, a reused public IP). Every read-modify-write happens under
@@ -112,7 +115,8 @@ def parse_known_hosts(inside, block):
         words = line.split()
         if line.startswith("@cert-authority ") and match and len(words) >= 4:
             name = match.group(1)
-            found.named[name] = ([p for p in words[1].split(",") if p != name], [line])
+            lines = found.named[name][1] if name in found.named else []
+            found.named[name] = ([p for p in words[1].split(",") if p != name], [*lines, line])
         elif line.strip():
             found.other.append(line)
     return found
@@ -138,9 +142,21 @@ def parse_ssh_config(inside, block):
     return found
 
 
-def known_hosts_entry(entry, ca_key, block):
-    patterns = ",".join(entry.patterns)
-    return ["@cert-authority %s %s %s" % (patterns, ca_key.openssh_no_comment(), tag(block, entry.name))]
+def known_hosts_lines(name, patterns, ca_keys, block):
+    return ["@cert-authority %s %s %s" % (patterns, key.openssh_no_comment(), tag(block, name)) for key in ca_keys]
+
+
+def known_hosts_entry(entry, ca_keys, block):
+    return known_hosts_lines(entry.name, ",".join(entry.patterns), ca_keys, block)
+
+
+def parse_ca_keys(text, option):
+    """One or more OpenSSH public key lines (blank lines and comments skipped), at least one."""
+    lines = [line for line in str(text or "").splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise ClientFilesError(option, "is required to add hosts to known_hosts")
+    keys = [parse_openssh_public_key(line, option, min_rsa_bits=1024) for line in lines]
+    return list({key.openssh_no_comment(): key for key in keys}.values())
 
 
 def ssh_config_entry(entry, block, options):
@@ -199,8 +215,9 @@ def _mode(path):
 
 
 class FilePlan:
-    def __init__(self, option, path, parse, make_entry):
+    def __init__(self, option, path, parse, make_entry, rekey=None):
         self.option, self.path, self.parse, self.make_entry = option, path, parse, make_entry
+        self.rekey = rekey  # (name, its lines) -> new lines, for every entry no host of the run replaces
         self.before = self.after = ""
         self.added, self.updated, self.removed = [], [], []
         self.names = []
@@ -211,6 +228,9 @@ def plan_file(plan, block, hosts, state):
     before, inside, after = split_block(text, block)
     entries = plan.parse(inside, block)
     old = {name: lines for name, (_address, lines) in entries.named.items()}
+    if plan.rekey is not None and state == "present":
+        for name, (addresses, lines) in list(entries.named.items()):
+            entries.named[name] = (addresses, plan.rekey(name, lines))
     for entry in hosts:
         gone = entries.claimants(entry) if state == "present" else [n for n in entries.named if n == entry.name]
         for name in gone:
@@ -258,13 +278,13 @@ def client_hosts_task(params, check_mode):
     plans = []
     known_hosts = params.get("known_hosts_path")
     if known_hosts:
-        ca_line = params.get("host_ca_public_key")
         if state == "present":
-            if not ca_line:
-                raise ClientFilesError("host_ca_public_key", "is required to add hosts to known_hosts")
-            ca_key = parse_openssh_public_key(ca_line, "host_ca_public_key", min_rsa_bits=1024)
+            ca_keys = parse_ca_keys(params.get("host_ca_public_key"), "host_ca_public_key")
+        # Every entry's CA lines, for its patterns (those of its first line): a CA rotation's trust.
+        rekey = ((lambda name, lines: known_hosts_lines(name, lines[0].split()[1], ca_keys, block))
+                 if params.get("all_hosts") else None)
         plans.append(FilePlan("known_hosts_path", os.path.abspath(os.path.expanduser(known_hosts)), parse_known_hosts,
-                              lambda e: known_hosts_entry(e, ca_key, block)))
+                              lambda e: known_hosts_entry(e, ca_keys, block), rekey))
     config = params.get("config_path")
     if config:
         options = [(k, v) for k, v in (("User", params.get("user")), ("IdentityFile", params.get("identity_file")),

@@ -81,8 +81,8 @@ options:
     description:
       - Key identity logged by sshd.
       - Defaults to the Azure identity that signs through Key Vault (a user's UPN, or C(app:<application id>) for a
-        service principal or managed identity), so sshd's log shows who issued; with the file backend to
-        C(<type>:<principals>).
+        service principal or managed identity, else C(oid:<object id>)), so sshd's log shows who issued; with the
+        file backend to C(<type>:<principals>).
     type: str
   critical_options:
     description:

@@ -49,8 +49,17 @@ options:
     description: known_hosts file to keep the C(@cert-authority) entries in.
     type: path
   host_ca_public_key:
-    description: The host CA public key (OpenSSH line). Required to add hosts to O(known_hosts_path).
+    description:
+      - The host CA public key (OpenSSH line), or several, one per line, while a CA rotation has hosts with
+        certificates from the old and from the new host CA (see C(playbooks/rotate_ca.yml)); each host gets one
+        C(@cert-authority) line per key. Required to add hosts to O(known_hosts_path).
     type: str
+  all_hosts:
+    description:
+      - Also give every host already in the known_hosts block the C(@cert-authority) lines of O(host_ca_public_key),
+        keeping its patterns, so a CA rotation changes the trust of the whole fleet at once.
+    type: bool
+    default: false
   config_path:
     description: ssh_config file to keep the C(Host) entries in.
     type: path
@@ -87,6 +96,15 @@ EXAMPLES = r"""
     hosts:
       - {name: web-1, address: 20.1.2.3, aliases: [10.0.1.4]}
       - {name: web-2, address: 20.1.2.4, aliases: [10.0.1.5]}
+
+- name: During a CA rotation, trust the old and the new host CA for every host in known_hosts
+  sshca.azure.ssh_client_hosts:
+    known_hosts_path: ~/.sshca/known_hosts
+    hosts: []
+    all_hosts: true
+    host_ca_public_key: |
+      {{ lookup('ansible.builtin.file', '~/.sshca/ca/host_ca.pub') }}
+      {{ lookup('ansible.builtin.file', '~/.sshca/ca.next/host_ca.pub') }}
 
 - name: Forget a decommissioned host
   sshca.azure.ssh_client_hosts:
@@ -149,6 +167,7 @@ def main():
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "known_hosts_path": {"type": "path"},
             "host_ca_public_key": {"type": "str"},
+            "all_hosts": {"type": "bool", "default": False},
             "config_path": {"type": "path"},
             "block_name": {"type": "str", "default": "sshca.azure"},
             "user": {"type": "str"},

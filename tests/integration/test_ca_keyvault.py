@@ -314,3 +314,62 @@ def test_real_sshd_accepts_key_vault_certificates_and_refuses_a_tampered_signatu
     refusals = [line for line in journal.splitlines() if "userauth_pubkey: parse key: " in line]
     assert len(refusals) == 2 and "incorrect signature" in refusals[1], journal[-2000:]
     assert known_hosts.read_text().count("\n") == 1  # nothing learnt on first use: the host certificate did it
+
+
+# --- enroll.yml with the CAs in Key Vault ----------------------------------------------------------
+
+
+@pytest.mark.lab
+def test_enroll_with_the_cas_in_key_vault_logs_in_with_no_ca_key_on_the_controller(vault, lab_host_factory,
+                                                                                   tmp_path):
+    from test_enroll_roles import fingerprint, host_keys, run_playbook, served_certificate, work_with_bootstrap
+    work, bootstrap, bootstrap_public = work_with_bootstrap(tmp_path)
+    host = lab_host_factory([bootstrap_public], hostname="kv-1")
+    names = {kind: f"enroll-{kind}-ca" for kind in ("host", "user", "admin")}
+    # Everything the vault needs is given as playbook inputs (the environment has it too, unused here).
+    azure = {"auth_source": "credential", "tenant": os.environ["AZURE_TENANT_ID"], "client_id": vault.client_id,
+             "secret": vault.secret, "authority_host": os.environ["AZURE_AUTHORITY_HOST"]}
+    signs_before = len(sign_requests(vault))
+    custody = {"sshca_work_dir": str(work), "sshca_ca_backend": "azure_keyvault", "sshca_vault_url": vault.url,
+               "sshca_azure": azure, **{f"sshca_{kind}_ca_key": name for kind, name in names.items()}}
+    run = run_playbook("enroll.yml", {
+        **custody, "sshca_hosts": [{"name": "kv-1", "address": host.address, "host_keys": host_keys(host)}]},
+        tmp_path, extra_args=("-vvv",))
+    assert run.rc == 0, run.output[-4000:]
+    assert run.summary()["kv-1"]["locked"] is True
+
+    # The CAs are the vault's keys: their public keys are all the controller holds of them.
+    ca = work / "ca"
+    assert sorted(path.name for path in ca.iterdir()) == ["admin_ca.pub", "host_ca.pub", "issued.jsonl", "user_ca.pub"]
+    for kind, name in names.items():
+        in_vault = vault_ca(vault, key_names={kind: name}, kinds=(kind,)).public_key(kind).openssh()
+        assert (ca / f"{kind}_ca.pub").read_text().split()[:2] == in_vault.split()[:2]
+    assert not [path for path in work.rglob("*") if path.is_file() and b"PRIVATE KEY" in path.read_bytes()
+                and path.parent.name not in ("bootstrap", "admin")]
+    # Key Vault made every signature: the host certificates and the admin certificate.
+    assert len(sign_requests(vault)) - signs_before == len(host_keys(host)) + 1
+    assert f"Signing CA: ECDSA {fingerprint(ca / 'host_ca.pub')}" in served_certificate(host.address)
+
+    # The admin certificate (from the admin CA in the vault) logs in; the host is checked strictly
+    # against the vault's host CA, and the bootstrap key is locked out.
+    admin = work / "admin" / "id_ed25519"
+    assert f"Signing CA: ECDSA {fingerprint(ca / 'admin_ca.pub')}" in subprocess.run(
+        ["ssh-keygen", "-L", "-f", f"{admin}-cert.pub"], capture_output=True, text=True, check=True).stdout
+    login = host.ssh(admin, "sudo", "-n", "id", "-un", known_hosts=str(work / "known_hosts"),
+                     options=["-o", f"CertificateFile={admin}-cert.pub"])
+    assert login.returncode == 0 and login.stdout.strip() == "root", login.stderr
+    assert host.ssh(bootstrap, "true").returncode != 0
+
+    # Renewal signs through the same vault keys, and the host then serves the new certificate.
+    signs_before = len(sign_requests(vault))
+    renew = run_playbook("renew.yml", {**custody, "sshca_renew_force": True}, tmp_path, extra_args=("-vvv",))
+    assert renew.rc == 0, renew.output[-4000:]
+    assert len(sign_requests(vault)) - signs_before == len(host_keys(host))
+    assert f"Signing CA: ECDSA {fingerprint(ca / 'host_ca.pub')}" in served_certificate(host.address)
+    assert host.ssh(admin, "true", known_hosts=str(work / "known_hosts"),
+                    options=["-o", f"CertificateFile={admin}-cert.pub"]).returncode == 0
+
+    # Nothing of the CAs, nor the Azure secret, in -vvv output.
+    output = run.output + renew.output
+    assert "<localhost> EXEC" in output
+    assert not [secret for secret in [*emulator_secrets(vault), vault.secret] if secret in output]

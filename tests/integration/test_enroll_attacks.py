@@ -49,14 +49,6 @@ def fingerprints(keys: list[str]) -> list[str]:
     return [line.split()[1] for line in listed.splitlines()]
 
 
-def summary(run) -> dict:
-    """The summary enroll.yml prints last."""
-    assert "TASK [Show the summary]" in run.output, run.output[-40000:]
-    text = run.output.split("TASK [Show the summary]", 1)[1]
-    body = text[text.index("=> {") + 3:]
-    return json.loads(body[:body.index("\n}\n") + 2])["sshca_summary | default({})"]
-
-
 def refused(host, key) -> bool:
     result = login(host, key)
     return result.returncode == 255 and "Permission denied (publickey)." in result.stderr
@@ -115,13 +107,14 @@ def test_impostor_at_first_contact_and_key_sources_left_open(azure, lab_host_fac
                                       "sshca_hosts": hosts_to_enroll}, tmp_path)
     assert run.rc != 0
     assert PASSPHRASE not in run.output
-    hosts_summary = summary(run)
+    hosts_summary = run.summary()
 
     # The impostor: failed before anything was signed, naming the host and both fingerprints.
     [message] = re.findall(r'"msg": "(host_enroll on victim: [^"]*)"', run.output)[:1]
     for fingerprint in fingerprints(host_keys(victim)) + fingerprints(host_keys(impostor)):
         assert fingerprint in message, message
     assert "Nothing was signed" in message
+    assert message in hosts_summary["victim"]["failed"] and hosts_summary["victim"]["locked"] is False
     assert not list((work / "hosts").glob("victim/*-cert.pub"))
     assert impostor.exec("test", "-e", "/etc/ssh/sshca", check=False).returncode == 1
     assert victim.exec("test", "-e", "/etc/ssh/sshca", check=False).returncode == 1
@@ -237,7 +230,7 @@ def test_controller_killed_mid_lockout_rolls_back_with_or_without_reboot(azure, 
     # A rerun converges to locked.
     rerun = run_playbook("enroll.yml", extra_vars, tmp_path)
     assert rerun.rc == 0, rerun.output[-4000:]
-    assert all(entry["locked"] for entry in summary(rerun).values())
+    assert all(entry["locked"] for entry in rerun.summary().values())
     assert refused(stay, bootstrap) and refused(reboot, bootstrap)
     # And a rollback that comes after the confirmation does nothing.
     stay.exec(HELPER, "rollback")

@@ -45,6 +45,13 @@ class PlaybookRun:
     def changed(self, host: str) -> int:
         return self.recap(host)["changed"]
 
+    def summary(self) -> dict:
+        """The per-host summary enroll.yml prints, also after a host failed."""
+        assert "TASK [Show the summary]" in self.output, self.output[-40000:]
+        text = self.output.split("TASK [Show the summary]", 1)[1]
+        body = text[text.index("=> {") + 3:]
+        return json.loads(body[:body.index("\n}\n") + 2])["sshca_summary | default({})"]
+
 
 def run_playbook(name: str, extra_vars: dict, cwd: Path, *, check: bool = False,
                  extra_args: tuple[str, ...] = ()) -> PlaybookRun:
@@ -272,6 +279,10 @@ def test_drop_in_is_not_placed_when_sshd_would_ignore_it(lab_host_factory, tmp_p
         "sshca_hosts": [{"name": "plain", "address": host.address, "accept_new_host_keys": True}]}, tmp_path)
     assert run.rc != 0
     assert "/etc/ssh/sshd_config does not Include /etc/ssh/sshd_config.d" in run.output
+    plain = run.summary()["plain"]
+    assert plain["host_keys"] == "TRUSTED ON FIRST USE (accept_new_host_keys), not pinned"
+    assert "does not Include" in plain["failed"] and plain["locked"] is False
+    assert "enroll: not enrolled: plain" in run.output
     assert host.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-enroll.conf", check=False).returncode == 1
     assert login(host, bootstrap.private).returncode == 0
 

@@ -270,6 +270,7 @@ class FakeCredential:
     ({"upn": "alice@contoso.example", "appid": "04b07795"}, "alice@contoso.example"),  # a person, via the CLI app
     ({"appid": "5323f9a7", "oid": "faf80fe8"}, "app:5323f9a7"),  # a service principal, v1 token
     ({"azp": "bb2a64ee"}, "app:bb2a64ee"),  # v2 token
+    ({"oid": "faf80fe8", "tid": "72f988bf"}, "oid:faf80fe8"),  # neither UPN nor app id
     ({}, None),
 ])
 def test_the_signing_identity_comes_from_the_vault_token(claims, identity):

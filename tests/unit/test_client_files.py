@@ -142,3 +142,25 @@ def test_bad_input_is_one_line_and_nothing_is_written(work, hosts, extra, messag
         run(dict(work, **extra), hosts)
     assert "\n" not in str(raised.value)
     assert {p: Path(work[p]).read_text() for p in before} == before
+
+
+def test_a_ca_rotation_trusts_two_host_cas_for_every_host_then_one(work, tmp_path):
+    run(work, [PA, PB])
+    old, new = work["host_ca_public_key"], make_keypair(tmp_path, "next_host_ca").public_text
+    both = dict(work, host_ca_public_key=old + new, all_hosts=True)
+    for check, changed in ((True, True), (False, True), (True, False), (False, False)):
+        result = run(both, [], check=check)
+        assert result["changed"] is changed and result["known_hosts"]["updated"] == (["pa", "pb"] if changed else [])
+    # Real ssh-keygen finds both CAs for each name and address the entry had (PA's private IP too).
+    for pattern in ("pa", "127.0.0.10", "10.0.1.4", "pb", "127.0.0.11"):
+        found = ca_lines_for(work, pattern)
+        assert sorted(line.split()[2:4] for line in found) == sorted([old.split()[:2], new.split()[:2]]), pattern
+    # A host enrolled during the overlap gets both too; retiring the old CA leaves the new one alone.
+    PC = {"name": "pc", "address": "127.0.0.12"}
+    run(dict(both, all_hosts=False), [PC])
+    assert len(ca_lines_for(work, "pc")) == 2
+    retired = run(dict(work, host_ca_public_key=new, all_hosts=True), [])
+    assert retired["known_hosts"]["updated"] == ["pa", "pb", "pc"]
+    for pattern in ("pa", "10.0.1.4", "pb", "pc"):
+        assert [line.split()[2:4] for line in ca_lines_for(work, pattern)] == [new.split()[:2]], pattern
+    assert resolved(work, "pb")["hostname"] == "127.0.0.11"  # the ssh_config is not touched
