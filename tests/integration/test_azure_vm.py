@@ -341,6 +341,41 @@ def test_one_failing_vm_does_not_hide_the_others(lab, ansible_module):
     assert lab.emu.lab_hosts() == []
 
 
+def test_a_throttled_fleet_is_made_once_each_and_every_429_is_waited_out(lab, ansible_module):
+    """ARM's buckets at a tenth of their size (20 writes, then 1 a second), no lab hosts, and a
+    share of the PUTs carried out then answered 503: every VM is made, each resource once, and
+    every call that met a 429 got through in the end."""
+    key = make_keypair(lab.keys, "throttled", "ed25519")
+    names = [f"thr-{n:02d}" for n in range(12)]
+    args = {"resource_group": RG, "location": LOCATION, "subnet_id": lab.subnet_id, "public_ip": False,
+            "ssh_public_key": key.public_text, "vms": [{"name": name} for name in names]}
+    lab.emu.set_faults(lab_hosts=False, retry_after=1, throttling={"arm": 0.1, "compute": 0.1},
+                       faults=[{"rate": 0.3, "statuses": [503], "methods": ["PUT"], "applied": True,
+                                "paths": "/providers/Microsoft\\.(Compute|Network)/"}])
+    try:
+        since = time.time()
+        run = ansible_module("azure_vm", args)
+        requests = [r for r in lab.emu.requests(since) if r["path"].startswith("/subscriptions/")]
+    finally:
+        lab.emu.reset_faults()
+    assert run.changed and not run.failed, run.result.get("msg")
+    calls: dict[str, list[dict]] = {}
+    for r in requests:
+        calls.setdefault(r["client_request_id"], []).append(r)
+    throttled = [c for c in calls.values() if any((r["fault"] or "").startswith("429") for r in c)]
+    assert throttled, "ARM never throttled: the test proves nothing"
+    assert [c[-1]["status"] for c in throttled if c[-1]["status"] >= 400] == []
+    assert any(r["fault"] == "503-applied" for r in requests), "no write was applied then answered 503"
+    for kind, suffix in (("virtualMachines", ""), ("networkInterfaces", "-nic"), ("disks", "-osdisk")):
+        assert [n for n in lab.resources(kind) if n.startswith("thr-")] == [n + suffix for n in names], kind
+    assert {vm["name"]: vm["power_state"] for vm in run.result["vms"]} == dict.fromkeys(names, "running")
+
+    run = ansible_module("azure_vm", {"resource_group": RG, "state": "absent", "vms": [{"name": n} for n in names]})
+    assert run.changed and not run.failed, run.result.get("msg")
+    for kind in ("virtualMachines", "networkInterfaces", "disks"):
+        assert [n for n in lab.resources(kind) if n.startswith("thr-")] == [], kind
+
+
 # A stand-in for the Azure CLI's `az account get-access-token`, the way AzureCliCredential calls
 # it: it logs the call and asks the lab's token endpoint, so each token costs a process and a request.
 FAKE_AZ = r"""#!{python}
