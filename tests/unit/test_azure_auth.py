@@ -211,7 +211,8 @@ def test_a_429_pauses_every_client_for_that_operation_type_only(monkeypatch):
 
     first, throttled = client([(429, {"Retry-After": "3"}), (200, {})])
     assert throttled.send_request(HttpRequest("PUT", "https://127.0.0.1:1/a")).status_code == 200
-    # The retry waited out the Retry-After itself (the transport's sleep), so the pause had passed by then.
+    # Its retry waits the Retry-After (the transport's sleep, which this clock does not see), and the
+    # pause holds that second try until the same moment: on a real clock, no wait is added.
     assert first.waits == [3] and clock.sleeps == [3]
     clock.sleeps.clear()
     clock.now -= 3  # another thread, sending while the pause still runs
