@@ -124,11 +124,7 @@ class ResourceLists:
 
     def __init__(self, session, resource_groups=()):
         self.getters = Getters(session)
-        self._list = {  # clients are reached only when a list is asked for
-            "vm": lambda rg: session.compute.virtual_machines.list(rg, expand="instanceView"),
-            "nic": lambda rg: session.network.network_interfaces.list(rg),
-            "pip": lambda rg: session.network.public_ip_addresses.list(rg),
-        }
+        self._session = session
         self._groups = {rg.lower() for rg in resource_groups}
         self._guard = threading.Lock()
         self._locks = {}
@@ -143,13 +139,19 @@ class ResourceLists:
             seen = self._views.get(key)
             if seen is None or seen[0] < newer_than:
                 asked = time.monotonic()
-                listed = {r["id"].lower(): r for r in map(as_rest, self._list[kind](resource_group))}
+                listed = {r["id"].lower(): r for r in map(as_rest, self._listing(kind, resource_group))}
                 seen = self._views[key] = (asked, listed)
             return seen
 
     def listed(self, resource_groups):
         """Read these resource groups' resources through lists from now on."""
         self._groups.update(rg.lower() for rg in resource_groups)
+
+    def _listing(self, kind, resource_group):
+        if kind == "vm":
+            return self._session.compute.virtual_machines.list(resource_group, expand="instanceView")
+        network = self._session.network
+        return (network.network_interfaces if kind == "nic" else network.public_ip_addresses).list(resource_group)
 
     def _find(self, kind, resource_id):
         resource_group = _split(resource_id)[0]
