@@ -9,7 +9,8 @@
 - SharedTokenCredential: one token per scope for the whole run, whatever the threads and clients;
 - AzureSession: compute and network clients over one connection pool, retrying 429/5xx on
   every idempotent verb (PATCH too: our PATCHes set absolute values) and honouring Retry-After,
-  plus the record of every ARM write issued (or, in check mode, planned).
+  pacing every thread together once ARM throttles (ThrottlePacing), plus the record of every
+  ARM write issued (or, in check mode, planned).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,7 +28,7 @@ from ansible_collections.sshca.azure.plugins.module_utils._runner import InputEr
 try:
     import requests
     from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-    from azure.core.pipeline.policies import RetryPolicy
+    from azure.core.pipeline.policies import HTTPPolicy, RetryPolicy
     from azure.core.pipeline.transport import RequestsTransport
     from azure.identity import (
         AzureCliCredential,
@@ -43,7 +44,7 @@ try:
 except ImportError as exc:  # reported by the modules through missing_required_lib
     HAS_AZURE = False
     AZURE_IMPORT_ERROR = exc
-    RetryPolicy = object
+    RetryPolicy = HTTPPolicy = object
     HttpResponseError = ResourceNotFoundError = Exception
 
 AZURE_REQUIREMENTS = "azure-identity, azure-mgmt-compute and azure-mgmt-network"
@@ -197,17 +198,89 @@ class SharedTokenCredential:
             close()
 
 
+def arm_operation_type(method):
+    """ARM's throttling bucket for a request: reads, deletes or writes (each refilled on its own)."""
+    return {"GET": "reads", "HEAD": "reads", "DELETE": "deletes"}.get(method.upper(), "writes")
+
+
+class ThrottlePacing:
+    """One pause per ARM operation type, shared by every thread and client of a run.
+
+    ARM's buckets are per principal, so when one request hears 429 + Retry-After, every other
+    thread's request of that type would hear it too: all of them hold until then instead of
+    each spending a try (and a token refill) to learn it.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._until = {}
+        self.throttled = 0  # 429s heard, for the record
+
+    def hold(self, kind):
+        while True:
+            with self._lock:
+                delay = self._until.get(kind, 0) - time.monotonic()
+            if delay <= 0:
+                return
+            time.sleep(delay)
+
+    def throttle(self, kind, seconds):
+        with self._lock:
+            self.throttled += 1
+            self._until[kind] = max(self._until.get(kind, 0), time.monotonic() + seconds)
+
+
+class PacingPolicy(HTTPPolicy):
+    """Every try of a request waits out the run's pause for its type, and a 429 sets that pause."""
+
+    def __init__(self, pacing):
+        super(PacingPolicy, self).__init__()
+        self._pacing = pacing
+
+    def send(self, request):
+        kind = arm_operation_type(request.http_request.method)
+        self._pacing.hold(kind)
+        response = self.next.send(request)
+        if response.http_response.status_code == 429:
+            self._pacing.throttle(kind, retry_after_seconds(response.http_response.headers))
+        return response
+
+
+def retry_after_seconds(headers, default=1.0):
+    try:
+        return max(float(headers.get("Retry-After")), 0.0)
+    except (TypeError, ValueError):
+        return default
+
+
 class IdempotentRetryPolicy(RetryPolicy):
-    """azure-core's retry (Retry-After honoured, exponential back-off otherwise), PATCH included."""
+    """azure-core's retry (Retry-After honoured, exponential back-off otherwise), PATCH included.
+
+    A 429 that says when to come back is not a failure of the request: it does not use up one
+    of the tries, until the waits it asked for add up to THROTTLE_PATIENCE seconds for one call.
+    """
+
+    THROTTLE_PATIENCE = 600
 
     def _is_method_retryable(self, settings, request, response=None):
         if request.method.upper() == "PATCH":
             return True
         return super(IdempotentRetryPolicy, self)._is_method_retryable(settings, request, response)
 
+    def increment(self, settings, response=None, error=None):
+        http_response = getattr(response, "http_response", None)
+        if error is None and http_response is not None and http_response.status_code == 429 \
+                and http_response.headers.get("Retry-After") is not None:
+            waited = settings.get("throttled_seconds", 0) + retry_after_seconds(http_response.headers)
+            settings["throttled_seconds"] = waited
+            if waited <= self.THROTTLE_PATIENCE:
+                settings["total"] += 1
+                settings["status"] += 1
+        return super(IdempotentRetryPolicy, self).increment(settings, response=response, error=error)
+
 
 def retry_policy():
-    """Ten tries for throttling and server errors (azure-core would give up after three statuses)."""
+    """Ten tries for server errors (azure-core would give up after three statuses); throttling waits."""
     return IdempotentRetryPolicy(retry_total=10, retry_status=10, retry_backoff_factor=0.8, retry_backoff_max=60)
 
 
@@ -277,12 +350,13 @@ class AzureSession:
             "transport": RequestsTransport(session=session, session_owner=False),
         }
         self._session = session
+        self.pacing = ThrottlePacing()
         # A policy is a link in one client's pipeline (azure-core sets its `next`): each client
-        # gets its own retry policy, or the second client's pipeline would carry the first's requests.
+        # gets its own policies, or the second client's pipeline would carry the first's requests.
         self.compute = ComputeManagementClient(self.credential, self.subscription_id, retry_policy=retry_policy(),
-                                               **common)
+                                               per_retry_policies=[PacingPolicy(self.pacing)], **common)
         self.network = NetworkManagementClient(self.credential, self.subscription_id, retry_policy=retry_policy(),
-                                               **common)
+                                               per_retry_policies=[PacingPolicy(self.pacing)], **common)
 
     def close(self):
         self._session.close()

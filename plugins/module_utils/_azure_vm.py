@@ -7,12 +7,15 @@ A run has four phases, and only the last one writes:
 1. desired: every VM's options are merged with the top-level ones and checked locally (names,
             image, SSH key, Azure's rules) in _azure_vm_desired; any problem fails the run
             before a request is sent;
-2. read:    VM, NIC, public IP, subnet and NSG are read concurrently;
+2. read:    VM, NIC, public IP, subnet and NSG are read concurrently; where a resource group
+            holds several of the VMs, one list per resource type answers for all of them;
 3. plan:    desired and actual are compared field by field (its FIELDS table says what each
             option is compared as, its default and what leaving it out means); what Azure cannot
             change in place is reported, not applied;
 4. apply:   each VM's steps run in order (public IP, NIC, VM), VMs concurrently in a bounded pool;
-            each finished operation returns the resource it wrote, so nothing is read again.
+            a write's answer is the resource it wrote, and the wait for its provisioning to end
+            is one list per resource type and group a round, shared by every VM (ResourceLists),
+            not a poll of each operation: reads stay flat as the fleet grows, within ARM's budget.
 
 Resources the module makes carry the tag MARKER_TAG=<vm name> and deterministic names
 (<vm>-pip, <vm>-nic, <vm>-osdisk): delete removes exactly those and the VM, nothing else.
@@ -23,7 +26,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import socket
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 
@@ -68,20 +73,136 @@ class Actual:
         self.vm, self.nic, self.pip = vm, nic, pip
 
 
-def read_actual(session, resource_group, name, nic_id=None, pip_id=None):
+class Getters:
+    """One GET per resource (the VM with its instance view)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def vm(self, resource_group, name):
+        return _get(self.session.compute.virtual_machines.get, resource_group, name, expand="instanceView")
+
+    def nic(self, resource_id):
+        return _get(self.session.network.network_interfaces.get, *_split(resource_id))
+
+    def pip(self, resource_id):
+        return _get(self.session.network.public_ip_addresses.get, *_split(resource_id))
+
+
+def read_actual(session, resource_group, name, nic_id=None, pip_id=None, reader=None):
     """Read one VM, its primary NIC and that NIC's public IP; nic_id/pip_id name the ones we
-    would make, read when the VM (or NIC) is absent so leftovers of an interrupted run are found."""
-    vm = _get(session.compute.virtual_machines.get, resource_group, name, expand="instanceView")
+    would make, read when the VM (or NIC) is absent so leftovers of an interrupted run are found.
+    reader: where each resource comes from (Getters: one GET each; ResourceLists: listed)."""
+    reader = reader or Getters(session)
+    vm = reader.vm(resource_group, name)
     if vm:
         nics = _props(vm).get("networkProfile", {}).get("networkInterfaces") or []
         primary = [n for n in nics if _props(n).get("primary")] or nics
         nic_id = primary[0]["id"] if primary else None
-    nic = _get(session.network.network_interfaces.get, *_split(nic_id)) if nic_id else None
+    nic = reader.nic(nic_id) if nic_id else None
     configs = _props(nic).get("ipConfigurations") or []
     nic_pip = (_props(configs[0]).get("publicIPAddress") or {}).get("id") if configs else None
     pip_id = nic_pip or (pip_id if not nic or not vm else None)
-    pip = _get(session.network.public_ip_addresses.get, *_split(pip_id)) if pip_id else None
+    pip = reader.pip(pip_id) if pip_id else None
     return Actual(vm, nic, pip)
+
+
+PROVISIONING_ENDED = ("succeeded", "failed", "canceled")
+
+
+class ResourceLists:
+    """Many VMs' resources read through one list per resource type and group, shared by threads.
+
+    A view of a (type, resource group) is listed at most once per caller's need: a caller asks
+    for a view taken after some moment (its write's answer, or the view it saw last), and the
+    first caller to ask lists while the others wait for that same list. Waiting for N writes to
+    finish costs one list a round instead of N operation polls (and a GET each at the end).
+    A resource outside the listed groups is read with a GET.
+    """
+
+    POLL_SECONDS = 1.0
+
+    def __init__(self, session, resource_groups=()):
+        self.getters = Getters(session)
+        self._session = session
+        self._groups = {rg.lower() for rg in resource_groups}
+        self._guard = threading.Lock()
+        self._locks = {}
+        self._views = {}  # (kind, lowercased group): (monotonic time the list was asked, {lowercased id: resource})
+
+    def view(self, kind, resource_group, newer_than=0.0):
+        """(when it was listed, {lowercased id: resource}), listed no earlier than newer_than."""
+        key = (kind, resource_group.lower())
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            seen = self._views.get(key)
+            if seen is None or seen[0] < newer_than:
+                asked = time.monotonic()
+                listed = {r["id"].lower(): r for r in map(as_rest, self._listing(kind, resource_group))}
+                seen = self._views[key] = (asked, listed)
+            return seen
+
+    def listed(self, resource_groups):
+        """Read these resource groups' resources through lists from now on."""
+        self._groups.update(rg.lower() for rg in resource_groups)
+
+    def _listing(self, kind, resource_group):
+        if kind == "vm":
+            return self._session.compute.virtual_machines.list(resource_group, expand="instanceView")
+        network = self._session.network
+        return (network.network_interfaces if kind == "nic" else network.public_ip_addresses).list(resource_group)
+
+    def _find(self, kind, resource_id):
+        resource_group = _split(resource_id)[0]
+        if resource_group.lower() not in self._groups:
+            return getattr(self.getters, kind)(resource_id)
+        return self.view(kind, resource_group)[1].get(resource_id.lower())
+
+    def vm(self, resource_group, name):
+        if resource_group.lower() not in self._groups:
+            return self.getters.vm(resource_group, name)
+        return next((vm for vm in self.view("vm", resource_group)[1].values()
+                     if vm["name"].lower() == name.lower()), None)
+
+    def nic(self, resource_id):
+        return self._find("nic", resource_id)
+
+    def pip(self, resource_id):
+        return self._find("pip", resource_id)
+
+    def until_provisioned(self, kind, written, deadline, what, running=False):
+        """The resource once its provisioning has ended (and, with running, the VM runs): the
+        write's own answer when it already says so, else as listed. Failed provisioning raises."""
+        resource_id, state = written["id"], _props(written).get("provisioningState") or ""
+        found, since = written, 0.0
+        if kind == "vm" and running:
+            state = ""  # the answer has no instance view: the list says whether it runs
+        while not self._ended(kind, found, state, running):
+            if time.monotonic() > deadline:
+                raise TimeoutError("timed out waiting for %s (provisioningState %s)" % (what, state or "unknown"))
+            if since:
+                time.sleep(self.POLL_SECONDS)
+            since, listed = self.view(kind, _split(resource_id)[0], newer_than=since or time.monotonic())
+            found = listed.get(resource_id.lower())
+            state = _props(found).get("provisioningState") or ""
+            since += 1e-6  # next round: a list asked after this one
+        if state.lower() != "succeeded":
+            raise RuntimeError("%s: provisioningState %s%s" % (what, state, _failure_detail(found)))
+        return found
+
+    @staticmethod
+    def _ended(kind, found, state, running):
+        if not found or state.lower() not in PROVISIONING_ENDED:
+            return False
+        return not (running and state.lower() == "succeeded" and power_state(found) != "running")
+
+
+def _failure_detail(resource):
+    """What the VM's instance view says went wrong, if anything."""
+    errors = [st.get("message") or st.get("displayStatus") or st.get("code")
+              for st in _props(resource).get("instanceView", {}).get("statuses") or [] if st.get("level") == "Error"]
+    return (": " + "; ".join(e for e in errors if e)) if any(errors) else ""
 
 
 def power_state(vm):
@@ -340,14 +461,14 @@ def _create_steps(session, vm, after):
     steps = []
     if after["public_ip"]:
         pip = pip_body(vm, location, after["zone"], after["dns_label"])
-        steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda: session.network.public_ip_addresses.
-                          begin_create_or_update(rg, vm.name + "-pip", pip), pip))
+        steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda **kw: session.network.public_ip_addresses.
+                          begin_create_or_update(rg, vm.name + "-pip", pip, **kw), pip))
     nic = nic_body(vm, location, after["subnet_id"], after["nsg_id"], vm.pip_id if after["public_ip"] else None)
-    steps.append(Step(Change.CREATE_NIC, vm.nic_id, lambda: session.network.network_interfaces.
-                      begin_create_or_update(rg, vm.name + "-nic", nic), nic))
+    steps.append(Step(Change.CREATE_NIC, vm.nic_id, lambda **kw: session.network.network_interfaces.
+                      begin_create_or_update(rg, vm.name + "-nic", nic, **kw), nic))
     machine = vm_body(vm, after)
-    steps.append(Step(Change.CREATE_VM, vm.vm_id, lambda: session.compute.virtual_machines.begin_create_or_update(
-        rg, vm.name, machine), machine))
+    steps.append(Step(Change.CREATE_VM, vm.vm_id, lambda **kw: session.compute.virtual_machines.
+                      begin_create_or_update(rg, vm.name, machine, **kw), machine))
     return steps
 
 
@@ -363,12 +484,12 @@ def _update_steps(session, plan, changed):
     nic_fields = [f for f in changed if in_place(f) == "nic"]
     if nic_fields and after["public_ip"] and not actual.pip:
         new_pip = pip_body(vm, before["location"], before["zone"], after["dns_label"])
-        steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda: pips().begin_create_or_update(
-            rg, vm.name + "-pip", new_pip), new_pip))
+        steps.append(Step(Change.CREATE_PIP, vm.pip_id, lambda **kw: pips().begin_create_or_update(
+            rg, vm.name + "-pip", new_pip, **kw), new_pip))
     elif "dns_label" in changed:
         pip = pip_body(vm, actual.pip["location"], (actual.pip.get("zones") or [None])[0], after["dns_label"])
-        steps.append(Step(Change.UPDATE_PIP, actual.pip["id"], lambda: pips().begin_create_or_update(
-            *_split(actual.pip["id"]), pip), pip))
+        steps.append(Step(Change.UPDATE_PIP, actual.pip["id"], lambda **kw: pips().begin_create_or_update(
+            *_split(actual.pip["id"]), pip, **kw), pip))
     if nic_fields:
         steps.append(_nic_update(session, plan, nic_fields))
     vm_fields = sorted(f for f in changed if in_place(f) == "vm")
@@ -376,8 +497,8 @@ def _update_steps(session, plan, changed):
         patch = {}
         for name in vm_fields:
             _deep_merge(patch, VM_PATCH[name](after))
-        steps.append(Step(Change.UPDATE_VM, vm.vm_id, lambda: session.compute.virtual_machines.begin_update(
-            rg, vm.name, patch), patch, vm_fields))
+        steps.append(Step(Change.UPDATE_VM, vm.vm_id, lambda **kw: session.compute.virtual_machines.begin_update(
+            rg, vm.name, patch, **kw), patch, vm_fields))
     if nic_fields and not after["public_ip"] and _is_ours(actual.pip, vm.name):
         steps.append(Step(Change.DELETE_PIP, actual.pip["id"], lambda: pips().begin_delete(*_split(actual.pip["id"]))))
     return steps
@@ -390,8 +511,8 @@ def _nic_update(session, plan, nic_fields):
     subnet = after["subnet_id"] if "subnet_id" in nic_fields else plan.before["subnet_id"]
     pip_id = (actual.pip["id"] if actual.pip else vm.pip_id) if after["public_ip"] else None
     body = nic_body(vm, actual.nic["location"], subnet, after["nsg_id"], pip_id)
-    return Step(Change.UPDATE_NIC, actual.nic["id"], lambda: session.network.network_interfaces.
-                begin_create_or_update(*_split(actual.nic["id"]), body), body, nic_fields)
+    return Step(Change.UPDATE_NIC, actual.nic["id"], lambda **kw: session.network.network_interfaces.
+                begin_create_or_update(*_split(actual.nic["id"]), body, **kw), body, nic_fields)
 
 
 def _deep_merge(into, extra):
@@ -442,17 +563,6 @@ def _wait(poller, deadline, what):
     return poller.result()
 
 
-def _wait_running(session, vm, deadline):
-    """The VM, with its instance view, once it runs."""
-    while True:
-        found = _get(session.compute.virtual_machines.get, vm.resource_group, vm.name, expand="instanceView")
-        if power_state(found) == "running":
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError("VM is %s, not running" % power_state(found))
-        time.sleep(2)
-
-
 def _after(actual, step, result):
     """What exists once `step` is done: its finished operation returns the resource it wrote, so
     nothing is read again. A PATCH does not change the power state the VM was read with."""
@@ -482,22 +592,26 @@ def wait_for_ssh(address, deadline):
         time.sleep(1)
 
 
-def apply_plan(session, plan, timeout):
-    """Run one VM's steps in order, recording each write as it is issued."""
+def apply_plan(session, plan, timeout, lists=None):
+    """Run one VM's steps in order, recording each write as it is issued. A write that returns its
+    resource is not polled: lists (ResourceLists) says when its provisioning has ended."""
     deadline = time.monotonic() + timeout
     vm, actual = plan.vm, plan.actual
+    lists = lists or ResourceLists(session, [vm.resource_group])
     for step in plan.steps:
         try:
-            poller = step.run()
+            poller = step.run(polling=False) if step.returns else step.run()
         except Exception:
             session.operations.add(vm.name, step.method, step.id, step.change + " (refused)")
             raise
         if poller is None:  # a conditional step found nothing to do: nothing was written
             continue
         session.operations.add(vm.name, step.method, step.id, step.change)
-        actual = _after(actual, step, _wait(poller, deadline, step.change))
-        if step.kind is Change.CREATE_VM:
-            actual = Actual(_wait_running(session, vm, deadline), actual.nic, actual.pip)
+        result = _wait(poller, deadline, step.change)
+        if step.returns:
+            result = lists.until_provisioned(step.returns, as_rest(result), deadline, step.change,
+                                             running=step.kind is Change.CREATE_VM)
+        actual = _after(actual, step, result)
     if vm.state == "absent":
         return Actual()
     if vm.value("wait_for_ssh"):
@@ -548,14 +662,21 @@ def check_network(session, vms, concurrency):
     return problems
 
 
-def plan_all(session, params):
+def listed_groups(vms):
+    """Resource groups holding more than one of the VMs: there, one list answers for all of them."""
+    count = Counter(vm.resource_group.lower() for vm in vms)
+    return [rg for rg, n in count.items() if n > 1]
+
+
+def plan_all(session, params, lists):
     """Every VM's plan; VMInputError (nothing written) if any VM cannot be planned."""
     vms = desired_vms(session, params)  # raises VMInputError before any request
+    lists.listed(listed_groups(vms))
     concurrency = params["concurrency"]
     present = params["state"] == "present"
     network_errors = check_network(session, vms, concurrency) if present else {}
-    reads = run_pool(lambda vm: read_actual(session, vm.resource_group, vm.name, vm.nic_id, vm.pip_id), vms,
-                     concurrency)
+    reads = run_pool(lambda vm: read_actual(session, vm.resource_group, vm.name, vm.nic_id, vm.pip_id, lists),
+                     vms, concurrency)
     errors = ["%s: %s" % (vm.where, arm_error(err)) for vm, (_a, err) in zip(vms, reads, strict=True) if err]
     if errors:
         raise VMInputError("; ".join(errors))
@@ -569,14 +690,17 @@ def plan_all(session, params):
 
 def run(session, params, check_mode):
     """The whole azure_vm run; returns (results per VM, failed)."""
-    plans = plan_all(session, params)
+    lists = ResourceLists(session)
+    plans = plan_all(session, params, lists)
     if check_mode:
         for plan in plans:
             for step in plan.steps:
                 session.operations.add(plan.vm.name, step.method, step.id, step.change)
         outcomes = [(plan.actual, None) for plan in plans]
     else:
-        outcomes = run_pool(lambda p: apply_plan(session, p, params["timeout"]), plans, params["concurrency"])
+        lists.listed(plan.vm.resource_group for plan in plans)  # from here on, waits list every group
+        outcomes = run_pool(lambda p: apply_plan(session, p, params["timeout"], lists), plans,
+                            params["concurrency"])
     results = [vm_result(plan, actual, err, session.operations.for_vm(plan.vm.name))
                for plan, (actual, err) in zip(plans, outcomes, strict=True)]
     return results, any(result["failed"] for result in results)

@@ -16,6 +16,10 @@ description:
     subnet, and a managed OS disk, logging in with an SSH key only (password authentication is off).
   - Many VMs are handled in one call, concurrently in a bounded pool (O(concurrency)); each VM's
     outcome is reported on its own, and one VM failing fails the task without hiding the others.
+  - Reads stay within ARM's throttling budget at fleet scale. Where a resource group holds several
+    of the VMs, one list per resource type reads them all; no operation is polled, each write's end
+    is seen in one list per resource type and group a second, shared by every VM. When ARM answers
+    429, every request of that type (reads, writes, deletes) waits until its C(Retry-After).
   - Every option is checked locally first, and the subnets, network security groups and existing
     resources are read before anything is written; a problem with any VM fails the task before
     the first write.

@@ -37,8 +37,11 @@ class Lab:
         return [r for r in self.emu.requests(since) if r.get("write") and r["path"].startswith("/subscriptions/")]
 
     def reads_since(self, since: float) -> Counter:
-        """ARM GETs of resources since `since`, by resource type (operation polls left out)."""
-        return Counter(r["path"].rsplit("/", 2)[-2] for r in self.emu.requests(since)
+        """ARM GETs since `since` by resource type, a list as "<type> list" (operation polls left out)."""
+        def kind(path: str) -> str:
+            parent, last = path.rsplit("/", 2)[-2:]
+            return f"{last} list" if parent.startswith("Microsoft.") else parent
+        return Counter(kind(r["path"]) for r in self.emu.requests(since)
                        if r["method"] == "GET" and r["path"].startswith("/subscriptions/")
                        and "/operations/" not in r["path"])
 
@@ -111,13 +114,14 @@ def test_one_vm_lifecycle(lab, ansible_module):
         lab.emu.reset_faults()
     assert run.changed and not run.failed, run.result.get("msg")
     assert len(lab.writes_since(since)) == 3
-    # The NIC and public IP are read once to plan (absent) and once by their own operation's end:
-    # never again after the create.
+    # VM, NIC and public IP are read once each to plan (absent), never again one by one. No
+    # operation is polled: each write's end is seen in a list of the resource group's resources
+    # of its type, asked once a second (not at a fixed long interval) while the 4 s create runs.
     reads = lab.reads_since(since)
-    assert (reads["networkInterfaces"], reads["publicIPAddresses"]) == (2, 2), reads
-    # The create was polled as often as the server's Retry-After (1 s) asked, not at a fixed long interval.
-    polls = [r for r in lab.emu.requests(since) if r["method"] == "GET" and "/operations/" in r["path"]]
-    assert len(polls) >= 4
+    assert (reads["virtualMachines"], reads["networkInterfaces"], reads["publicIPAddresses"]) == (1, 1, 1), reads
+    requests = lab.emu.requests(since)
+    assert [r["path"] for r in requests if "/operations/" in r["path"]] == []
+    assert reads["virtualMachines list"] >= 3, reads
     [vm] = run.result["vms"]
     assert vm["power_state"] == "running" and vm["public_ip"] and vm["private_ip"].startswith("10.20.1.")
     login = ssh_as(key.private, "azureuser", vm["public_ip"])
@@ -146,9 +150,10 @@ def test_one_vm_lifecycle(lab, ansible_module):
     assert run.changed and not run.failed, run.result.get("msg")
     writes = lab.writes_since(since)
     assert [(w["method"], w["path"].rsplit("/", 2)[-2]) for w in writes] == [("PATCH", "virtualMachines")]
-    # read once to plan, then only the PATCH's own result: nothing read again
+    # read once to plan; the PATCH answers "Updating", and one list of the VMs says when it ended
     reads = lab.reads_since(since)
-    assert (reads["virtualMachines"], reads["networkInterfaces"], reads["publicIPAddresses"]) == (2, 1, 1), reads
+    assert (reads["virtualMachines"], reads["networkInterfaces"], reads["publicIPAddresses"]) == (1, 1, 1), reads
+    assert reads["virtualMachines list"] == 1, reads
     assert run.result["vms"][0]["tags"] == {"role": "web", "enrolled": "yes"}
     assert run.result["diff"][0]["before"]["tags"] == {"role": "web"}
 
@@ -339,6 +344,41 @@ def test_one_failing_vm_does_not_hide_the_others(lab, ansible_module):
     for kind in ("virtualMachines", "networkInterfaces", "disks"):
         assert [n for n in lab.resources(kind) if n.startswith("part-")] == [], kind
     assert lab.emu.lab_hosts() == []
+
+
+def test_a_throttled_fleet_is_made_once_each_and_every_429_is_waited_out(lab, ansible_module):
+    """ARM's buckets at a tenth of their size (20 writes, then 1 a second), no lab hosts, and a
+    share of the PUTs carried out then answered 503: every VM is made, each resource once, and
+    every call that met a 429 got through in the end."""
+    key = make_keypair(lab.keys, "throttled", "ed25519")
+    names = [f"thr-{n:02d}" for n in range(12)]
+    args = {"resource_group": RG, "location": LOCATION, "subnet_id": lab.subnet_id, "public_ip": False,
+            "ssh_public_key": key.public_text, "vms": [{"name": name} for name in names]}
+    lab.emu.set_faults(lab_hosts=False, retry_after=1, throttling={"arm": 0.1, "compute": 0.1},
+                       faults=[{"rate": 0.3, "statuses": [503], "methods": ["PUT"], "applied": True,
+                                "paths": "/providers/Microsoft\\.(Compute|Network)/"}])
+    try:
+        since = time.time()
+        run = ansible_module("azure_vm", args)
+        requests = [r for r in lab.emu.requests(since) if r["path"].startswith("/subscriptions/")]
+    finally:
+        lab.emu.reset_faults()
+    assert run.changed and not run.failed, run.result.get("msg")
+    calls: dict[str, list[dict]] = {}
+    for r in requests:
+        calls.setdefault(r["client_request_id"], []).append(r)
+    throttled = [c for c in calls.values() if any((r["fault"] or "").startswith("429") for r in c)]
+    assert throttled, "ARM never throttled: the test proves nothing"
+    assert [c[-1]["status"] for c in throttled if c[-1]["status"] >= 400] == []
+    assert any(r["fault"] == "503-applied" for r in requests), "no write was applied then answered 503"
+    for kind, suffix in (("virtualMachines", ""), ("networkInterfaces", "-nic"), ("disks", "-osdisk")):
+        assert [n for n in lab.resources(kind) if n.startswith("thr-")] == [n + suffix for n in names], kind
+    assert {vm["name"]: vm["power_state"] for vm in run.result["vms"]} == dict.fromkeys(names, "running")
+
+    run = ansible_module("azure_vm", {"resource_group": RG, "state": "absent", "vms": [{"name": n} for n in names]})
+    assert run.changed and not run.failed, run.result.get("msg")
+    for kind in ("virtualMachines", "networkInterfaces", "disks"):
+        assert [n for n in lab.resources(kind) if n.startswith("thr-")] == [], kind
 
 
 # A stand-in for the Azure CLI's `az account get-access-token`, the way AzureCliCredential calls

@@ -165,6 +165,65 @@ def test_a_throttled_spell_longer_than_three_answers_is_waited_out():
     assert len(transport.methods) == 7
 
 
+def test_waits_arm_asks_for_do_not_use_up_the_tries_but_server_errors_do():
+    waited_out = ScriptedTransport([(429, {"Retry-After": "1"})] * 15 + [(200, {})])
+    client = PipelineClient("https://127.0.0.1:1", transport=waited_out, policies=[_azure.retry_policy()])
+    assert client.send_request(HttpRequest("PUT", "https://127.0.0.1:1/x")).status_code == 200
+    failing = ScriptedTransport([(503, {"Retry-After": "1"})] * 15 + [(200, {})])
+    client = PipelineClient("https://127.0.0.1:1", transport=failing, policies=[_azure.retry_policy()])
+    assert client.send_request(HttpRequest("PUT", "https://127.0.0.1:1/x")).status_code == 503
+    assert len(failing.methods) == 11  # the first try and ten retries
+
+
+def test_throttling_waits_count_as_tries_beyond_the_patience():
+    # 400 s asked: waited freely; at 800 s and 1,200 s in all, beyond the 600 s patience, each wait
+    # uses up one of the two retries; the fourth 429 is the answer.
+    transport = ScriptedTransport([(429, {"Retry-After": "400"})] * 4 + [(200, {})])
+    client = PipelineClient("https://127.0.0.1:1", transport=transport,
+                            policies=[_azure.IdempotentRetryPolicy(retry_total=2)])
+    assert client.send_request(HttpRequest("GET", "https://127.0.0.1:1/x")).status_code == 429
+    assert transport.waits == [400, 400, 400] and len(transport.methods) == 4
+
+
+class Clock:
+    """time.monotonic and time.sleep for _azure: sleeping moves the clock, and is recorded."""
+
+    def __init__(self):
+        self.now, self.sleeps = 1000.0, []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(round(seconds, 3))
+        self.now += seconds
+
+
+def test_a_429_pauses_every_client_for_that_operation_type_only(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(_azure, "time", clock)
+    pacing = _azure.ThrottlePacing()
+
+    def client(script):
+        transport = ScriptedTransport(script)
+        return transport, PipelineClient("https://127.0.0.1:1", transport=transport,
+                                         policies=[_azure.retry_policy(), _azure.PacingPolicy(pacing)])
+
+    first, throttled = client([(429, {"Retry-After": "3"}), (200, {})])
+    assert throttled.send_request(HttpRequest("PUT", "https://127.0.0.1:1/a")).status_code == 200
+    # Its retry waits the Retry-After (the transport's sleep, which this clock does not see), and the
+    # pause holds that second try until the same moment: on a real clock, no wait is added.
+    assert first.waits == [3] and clock.sleeps == [3]
+    clock.sleeps.clear()
+    clock.now -= 3  # another thread, sending while the pause still runs
+    _reads, reader = client([(200, {})])
+    _writes, writer = client([(200, {})])
+    assert reader.send_request(HttpRequest("GET", "https://127.0.0.1:1/b")).status_code == 200
+    assert clock.sleeps == []  # reads have their own bucket
+    assert writer.send_request(HttpRequest("PUT", "https://127.0.0.1:1/c")).status_code == 200
+    assert clock.sleeps == [3]  # held until the write pause ended, not sent to meet a 429 of its own
+
+
 class CountingCredential:
     """A credential whose token takes a while to come, as a real token endpoint's does."""
 

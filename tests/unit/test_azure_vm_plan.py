@@ -10,6 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -440,7 +443,7 @@ def test_each_write_sends_its_own_body(ssh_key):
 
 
 class Finished:
-    """A long-running operation that is done, holding what ARM returned for it."""
+    """A write's answer (what `polling=False` gives): done at once, holding the resource ARM returned."""
 
     def __init__(self, result):
         self._result = result
@@ -456,45 +459,108 @@ class Finished:
 
 
 class Recording:
-    """An SDK operations group: writes return finished operations; every read is counted."""
+    """An SDK operations group: each write answers with the resource in `state`; every read is
+    counted; a list shows the resources as `listed` returns them."""
 
-    def __init__(self, reads, written):
-        self.reads, self.written = reads, written
+    def __init__(self, reads, written, listed=list):
+        self.reads, self.written, self.listed = reads, written, listed
+        self.polling = []
 
     def get(self, resource_group, name, **kwargs):
-        self.reads.append(name)
+        self.reads.append(("get", name))
         return copy.deepcopy(DATA["web-1"]["vm"])  # running
 
+    def list(self, resource_group, **kwargs):
+        self.reads.append(("list", kwargs.get("expand")))
+        return self.listed()
+
     def __getattr__(self, operation):
-        return lambda *args: Finished(self.written(args[-1]))
+        def write(*args, polling=True):
+            self.polling.append(polling)
+            return Finished(self.written(args[-1]))
+        return write
 
 
-def applied(spec, actual):
-    """Plan and apply with clients whose writes finish at once; (what exists after, names read)."""
+def answered(state, **fields):
+    """A write's answer: the body sent, with ARM's id and provisioningState."""
+    return lambda body: copy.deepcopy(dict(body, properties=dict(body.get("properties") or {},
+                                                                 provisioningState=state), **fields))
+
+
+def applied(spec, actual, vm_state="Succeeded"):
+    """Plan and apply with clients whose writes answer at once; (what exists after, reads, polling
+    asked of each write). A VM's create answers `vm_state`; the VM list shows it running."""
     reads = []
+    vm_id = DATA["web-1"]["vm"]["id"]
+    clients = {
+        "vm": Recording(reads, answered(vm_state, id=vm_id, name="web-1"),
+                        listed=lambda: [copy.deepcopy(DATA["web-1"]["vm"])]),
+        "pip": Recording(reads, answered("Succeeded", id="pip")),
+        "nic": Recording(reads, answered("Succeeded", id="nic")),
+    }
 
     class Session(FakeSession):
         operations = SimpleNamespace(add=lambda *args: None)
-        compute = SimpleNamespace(virtual_machines=Recording(reads, lambda body: dict(body, id="vm", name="web-1")))
-        network = SimpleNamespace(public_ip_addresses=Recording(reads, lambda body: dict(body, id="pip")),
-                                  network_interfaces=Recording(reads, lambda body: dict(body, id="nic")))
+        compute = SimpleNamespace(virtual_machines=clients["vm"])
+        network = SimpleNamespace(public_ip_addresses=clients["pip"], network_interfaces=clients["nic"])
 
     session = Session()
-    return azvm.apply_plan(session, azvm.plan_present(session, spec, actual, {}), timeout=60), reads
+    result = azvm.apply_plan(session, azvm.plan_present(session, spec, actual, {}), timeout=60)
+    return result, reads, [p for c in clients.values() for p in c.polling]
 
 
 def test_a_patch_is_not_followed_by_a_read():
-    actual, reads = applied(as_recorded("web-1", tags={"enrolled": "yes"}), recorded("web-1"))
-    assert reads == []
+    actual, reads, polling = applied(as_recorded("web-1", tags={"enrolled": "yes"}), recorded("web-1"))
+    assert reads == [] and polling == [False]
     facts = azvm.report(actual)
     assert facts["tags"] == {"role": "web", "a=b": "c=d", "enrolled": "yes"}  # what the PATCH returned
     assert facts["power_state"] == "running" and facts["public_ip"] == DATA["web-1"]["pip"]["properties"]["ipAddress"]
 
 
-def test_a_create_reads_only_to_wait_until_the_vm_runs():
-    actual, reads = applied(as_recorded("web-1"), azvm.Actual())
-    assert reads == ["web-1"]  # the instance view that says it runs
+def test_a_create_reads_only_one_vm_list_to_wait_until_it_runs():
+    actual, reads, polling = applied(as_recorded("web-1"), azvm.Actual(), vm_state="Creating")
+    assert reads == [("list", "instanceView")]  # the instance views that say it runs; no operation polled
+    assert polling == [False, False, False]
+    assert azvm.report(actual)["power_state"] == "running"
     assert actual.nic["id"] == "nic" and actual.pip["id"] == "pip"  # the created ones, as their PUTs returned
+
+
+def test_failed_provisioning_is_reported_with_what_the_instance_view_says():
+    failed = copy.deepcopy(DATA["web-1"]["vm"])
+    failed["properties"]["provisioningState"] = "Failed"
+    failed["properties"]["instanceView"] = {"statuses": [
+        {"code": "ProvisioningState/failed/OSProvisioningTimedOut", "level": "Error", "message": "OS never booted"}]}
+    lists = azvm.ResourceLists(SimpleNamespace(
+        compute=SimpleNamespace(virtual_machines=SimpleNamespace(list=lambda rg, **kw: [failed])),
+        network=SimpleNamespace(network_interfaces=None, public_ip_addresses=None)))
+    creating = dict(failed, properties={"provisioningState": "Creating"})
+    with pytest.raises(RuntimeError, match=r"^create VM: provisioningState Failed: OS never booted$"):
+        lists.until_provisioned("vm", creating, time.monotonic() + 5, "create VM", running=True)
+
+
+def test_threads_waiting_together_share_one_list_a_round():
+    calls = []
+    gate = threading.Event()
+
+    def slow_list(rg):
+        calls.append(rg)
+        gate.wait(1)
+        return [{"id": f"/subscriptions/s/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/n{i}",
+                 "properties": {"provisioningState": "Succeeded"}} for i in range(8)]
+
+    lists = azvm.ResourceLists(SimpleNamespace(
+        compute=SimpleNamespace(virtual_machines=None),
+        network=SimpleNamespace(network_interfaces=SimpleNamespace(list=slow_list), public_ip_addresses=None)))
+    written = [{"id": f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n{i}",
+                "properties": {"provisioningState": "Updating"}} for i in range(8)]
+    start = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        waits = [pool.submit(lists.until_provisioned, "nic", w, start + 30, "create NIC") for w in written]
+        time.sleep(0.2)  # every thread asks while the first list is under way
+        gate.set()
+        found = [w.result() for w in waits]
+    assert [f["properties"]["provisioningState"] for f in found] == ["Succeeded"] * 8
+    assert len(calls) <= 2  # the list under way, and at most one asked after it had started
 
 
 def test_azure_vm_info_reads_each_vm_once():
