@@ -309,7 +309,8 @@ def main() -> int:
     emulator_dir = DEFAULT_STATE / "emulator"
     print("\n==> Left running: the lab's Azure emulator and the web VM (a Podman container). Try:")
     print(f"    ssh -F {DEFAULT_STATE / 'people' / 'bob' / 'ssh_config'} {WEB}")
-    print(f"    SSHCA_CA_PASSPHRASE={PASSPHRASE} ANSIBLE_COLLECTIONS_PATH={collections_root()} \\")
+    passphrase = "$SSHCA_CA_PASSPHRASE" if "SSHCA_CA_PASSPHRASE" in os.environ else PASSPHRASE  # never echo yours
+    print(f"    SSHCA_CA_PASSPHRASE={passphrase} ANSIBLE_COLLECTIONS_PATH={collections_root()} \\")
     print(f"      ansible-playbook playbooks/status.yml -e sshca_work_dir={DEFAULT_STATE / 'work'}")
     print(f"    Remove it all with: tests/lab/labctl down --state-dir {emulator_dir}   (or `make demo-down`);")
     print("    the next `make demo` removes it first anyway.")
