@@ -57,9 +57,10 @@ def by_config(work: Path, name: str) -> subprocess.CompletedProcess:
 
 
 def refusal(run) -> str:
-    """The `msg` that failed the run (its last fatal line: a rescued failure comes before it), one line."""
+    """The `msg` that failed the run, one line: the top-level msg (the last on the line) of the last
+    failed task or loop item (a rescued failure comes before it)."""
     assert run.rc != 0, run.output[-3000:]
-    found = re.findall(r'^fatal: .*?"msg": "((?:[^"\\]|\\.)*)"', run.output, re.M)
+    found = re.findall(r'^(?:fatal|failed): .*"msg": "((?:[^"\\]|\\.)*)"', run.output, re.M)
     assert found, run.output[-3000:]
     assert "\\n" not in found[-1], found[-1]
     return found[-1]
