@@ -398,7 +398,7 @@ def test_enroll_records_tags_on_existing_vms_given_by_id_or_inventory(azure, lab
     assert arm_writes(emu, since) == []
 
 
-@pytest.mark.parametrize("scenario", ["fleet"])
+@pytest.mark.parametrize("scenario", ["fleet", "lifecycle"])
 def test_molecule_scenario(scenario):
     """extensions/molecule/<scenario> against a private emulator: check, converge, idempotence, verify."""
     proc = subprocess.run([sys.executable, str(REPO / "extensions" / "molecule" / "run.py"), scenario],
