@@ -227,7 +227,9 @@ def ensure_under_lock(path, plan, create):
             pass  # it exists, or a parallel run made it
     with folder_lock(path) if path else contextlib.nullcontext():
         changes = plan()
-        if made:
+        if made and changes:
+            # The folder is reported by the run that fills it: a parallel run that made the
+            # folder but found the CA already created under the lock changed nothing else.
             changes.insert(0, "create folder %s (0700)" % path)
         if path:
             os.chmod(path, 0o700)

@@ -128,11 +128,23 @@ def renew_and_revoke_on_every_kind(fleet: dict, work: Path, tmp_path: Path) -> N
         admin = login(host, admin_key, known_hosts=known_hosts)
         assert admin.returncode == 0, f"{host.kind}: {admin.stderr}"
     assert_socket_serves_sshd(fleet["trixie", "socket"])
+    # Renewed certificates are not due: a run without force changes nothing on any host.
+    again = run_playbook("renew.yml", {"sshca_work_dir": str(work)}, tmp_path)
+    assert again.rc == 0, again.output[-4000:]
+    changed = {host.kind: again.changed(host.name) for host in fleet.values()}
+    assert set(changed.values()) == {0}, changed
 
-    revoke = run_playbook("revoke.yml", {"sshca_work_dir": str(work),
-                                         "sshca_revoke": [{"serial": int(alice_serial), "ca": "user",
-                                                           "reason": "test: alice's laptop"}]}, tmp_path)
+    revocation = {"sshca_work_dir": str(work),
+                  "sshca_revoke": [{"serial": int(alice_serial), "ca": "user", "reason": "test: alice's laptop"}]}
+    preview = run_playbook("revoke.yml", revocation, tmp_path, check=True)
+    assert preview.rc == 0, preview.output[-4000:]
+    assert all(login(host, alice, known_hosts=known_hosts).returncode == 0 for host in fleet.values())
+    revoke = run_playbook("revoke.yml", revocation, tmp_path)
     assert revoke.rc == 0, revoke.output[-4000:]
+    rerun = run_playbook("revoke.yml", revocation, tmp_path)
+    assert rerun.rc == 0, rerun.output[-4000:]
+    changed = {host.kind: rerun.changed(host.name) for host in fleet.values()}
+    assert set(changed.values()) == {0}, changed
     for host in fleet.values():
         refused = login(host, alice, known_hosts=known_hosts)
         assert refused.returncode == 255 and "Permission denied" in refused.stderr, f"{host.kind}: {refused.stderr}"
