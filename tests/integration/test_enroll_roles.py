@@ -132,6 +132,19 @@ def served_certificate(address: str) -> str:
                           env={"TZ": "UTC", "PATH": "/usr/bin:/bin"}).stdout
 
 
+def served_certificates(address: str) -> str:
+    """Every host certificate sshd serves, as a fresh `ssh-keyscan -c | ssh-keygen -L` lists them."""
+    scan = subprocess.run(["ssh-keyscan", "-c", "-T", "10", address], capture_output=True, text=True, check=False)
+    # Each line holds a certificate type and blob (OpenSSH 9.2 prints no host name before them with -c).
+    certs = "\n".join(re.findall(r"\S+-cert-v01@openssh\.com \S+", scan.stdout))
+    return subprocess.run(["ssh-keygen", "-L", "-f", "-"], input=certs, capture_output=True, text=True,
+                          check=False).stdout
+
+
+def served_serials(address: str) -> set[int]:
+    return {int(serial) for serial in re.findall(r"Serial: (\d+)", served_certificates(address))}
+
+
 def served_principals(address: str) -> list[str]:
     """The principals of the host certificate sshd serves."""
     block = served_certificate(address).split("Principals:", 1)[1].split("Critical Options:", 1)[0]

@@ -50,10 +50,11 @@ def fresh_login(address: str, key: Path, known_hosts: Path) -> subprocess.Comple
     return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
 
 
-def by_config(work: Path, name: str) -> subprocess.CompletedProcess:
-    """`ssh -F <work>/ssh_config NAME hostname`: what a user types."""
-    return subprocess.run(["ssh", "-F", str(work / "ssh_config"), "-o", "BatchMode=yes", name, "--", "hostname"],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+def by_config(work: Path, name: str, *command: str) -> subprocess.CompletedProcess:
+    """`ssh -F <work>/ssh_config NAME`: what a user types (the command defaults to hostname)."""
+    return subprocess.run(["ssh", "-F", str(work / "ssh_config"), "-o", "BatchMode=yes", name, "--",
+                           *(command or ("hostname",))], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=60, check=False)
 
 
 def refusal(run) -> str:

@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import host_keys, login, run_playbook, user_cert
-from test_lifecycle import served_serials
+from test_enroll_roles import host_keys, login, run_playbook, served_serials, user_cert
 
 from conftest import collection_env, make_keypair
 

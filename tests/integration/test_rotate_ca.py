@@ -17,6 +17,7 @@ from test_enroll_roles import (
     host_keys,
     login,
     run_playbook,
+    served_certificates,
     user_cert,
     work_with_bootstrap,
 )
@@ -28,12 +29,8 @@ RULES = [{"principal": "grp:ops", "accounts": ["azureuser"], "host_tags": {}}]
 
 
 def served_signing_cas(address: str) -> set[str]:
-    """Fingerprints of the CAs that signed the host certificates sshd serves (ssh-keyscan -c | ssh-keygen -L)."""
-    scan = subprocess.run(["ssh-keyscan", "-c", "-T", "10", address], capture_output=True, text=True, check=False)
-    certs = "\n".join(re.findall(r"\S+-cert-v01@openssh\.com \S+", scan.stdout))
-    listing = subprocess.run(["ssh-keygen", "-L", "-f", "-"], input=certs, capture_output=True, text=True,
-                             check=True).stdout
-    return set(re.findall(r"Signing CA: \S+ (SHA256:\S+)", listing))
+    """Fingerprints of the CAs that signed the host certificates sshd serves."""
+    return set(re.findall(r"Signing CA: \S+ (SHA256:\S+)", served_certificates(address)))
 
 
 def changed(run) -> dict[str, int]:
