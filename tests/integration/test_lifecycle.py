@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import run_playbook
+from test_enroll_roles import RECAP, run_playbook
 
 from conftest import collection_env, make_keypair
 from labkit import emulator, hosts
@@ -142,6 +142,7 @@ class Fleet:
 def test_fleets_share_a_work_folder_and_bad_input_changes_nothing(lab):
     fleet = Fleet(*lab)
     enroll_in_parallel_then_later(fleet)
+    decommission_previewed_then_twice(fleet)
     refuse_bad_revocations(fleet)
     restore_a_krl_that_locks_out_the_admin(fleet)
     refuse_untagged_decommission(fleet)
@@ -180,6 +181,7 @@ def refuse_bad_revocations(fleet: Fleet) -> None:
     root, work, base = fleet.root, fleet.work, fleet.base
     krl = work / "revoked_keys"
     before = fleet.host_krls()
+    controller_krl = krl.read_bytes()  # decommission revoked the retired host's certificates
 
     unknown = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"serial": 987654321, "ca": "user"}]), root)
     assert re.fullmatch(r"revoked\[0\]\.serial: 987654321 was not issued by CA SHA256:\S+ .*", refusal(unknown))
@@ -187,7 +189,7 @@ def refuse_bad_revocations(fleet: Fleet) -> None:
     unreadable = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"public_key_path": str(missing)}]), root)
     assert re.fullmatch(rf"revoked\[0\].*: cannot read {re.escape(str(missing))}: No such file or directory",
                         refusal(unreadable))
-    assert not krl.exists(), "nothing written on the controller"
+    assert krl.read_bytes() == controller_krl, "nothing written on the controller"
 
     # ATTACK: a KRL cut short on the controller (sshd would refuse every key with it) is never pushed.
     made = root / "made.krl"
@@ -197,8 +199,8 @@ def refuse_bad_revocations(fleet: Fleet) -> None:
     assert re.fullmatch(rf"\S*{krl.name}: is not a valid KRL \(.+\)", refusal(malformed))
     assert krl.read_bytes() == made.read_bytes()[:16]
     assert fleet.host_krls() == before
-    for name, vm in fleet.vms.items():
-        assert fresh_login(vm["public_ip"], fleet.admin, fleet.known_hosts).returncode == 0, name
+    for name in fleet.host:
+        assert fresh_login(fleet.vms[name]["public_ip"], fleet.admin, fleet.known_hosts).returncode == 0, name
 
 
 def restore_a_krl_that_locks_out_the_admin(fleet: Fleet) -> None:
@@ -214,6 +216,31 @@ def restore_a_krl_that_locks_out_the_admin(fleet: Fleet) -> None:
                         r"the previous KRL is restored", refusal(lockout))
     assert fleet.host_krls()["pa"] == before
     assert fresh_login(vm["public_ip"], fleet.admin, fleet.known_hosts).returncode == 0
+
+
+def decommission_previewed_then_twice(fleet: Fleet) -> None:
+    """Check mode lists what would go and writes nothing; a second run changes nothing (what goes, and
+    that it is gone everywhere, is the Molecule lifecycle scenario's)."""
+    root, base, emu = fleet.root, fleet.base, fleet.emu
+    retire = dict(base, sshca_decommission=["pe"])
+    since = time.time()
+    preview = run_playbook("decommission.yml", retire, root, check=True)
+    assert preview.rc == 0, preview.output[-4000:]
+    for what in ("delete VM", "delete network interface", "delete public IP", "delete OS disk"):
+        assert what in preview.output, what
+    assert [r for r in emu.requests(since) if r.get("write")] == []
+    assert by_config(fleet.work, "pe").stdout.strip() == "pe"
+
+    gone = run_playbook("decommission.yml", retire, root)
+    assert gone.rc == 0, gone.output[-4000:]
+    assert "pe" not in {vm.name for vm in fleet.clients.compute.virtual_machines.list(RG)}
+    since = time.time()
+    twice = run_playbook("decommission.yml", retire, root)
+    assert twice.rc == 0, twice.output[-4000:]
+    changed = {name: int(count) for name, _ok, count, *_rest in RECAP.findall(twice.output)}
+    assert set(changed.values()) == {0}, changed
+    assert [r for r in emu.requests(since) if r.get("write")] == []
+    fleet.host.pop("pe")
 
 
 def refuse_untagged_decommission(fleet: Fleet) -> None:
