@@ -108,7 +108,7 @@ $(HOME)/.ansible/test/cache/.standin: tests/sanity/get_pip_standin.py
 
 pytest:
 	@echo "== pytest =="
-	@$(PY) -m pytest -q -n 3 -p no:cacheprovider --durations=12 2>&1 | tee $(PYTEST_LOG)
+	@$(PY) -m pytest -q -n 3 --dist worksteal -p no:cacheprovider --durations=12 2>&1 | tee $(PYTEST_LOG)
 
 terraform-check:
 	@echo "== terraform =="

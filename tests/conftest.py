@@ -21,8 +21,9 @@ from tools.collection import collection_env, make_importable  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
-    """Lab tests first: with several workers, the long ones start at once and the quick unit tests fill
-    the gaps at the end, instead of one worker finishing a long lab test alone."""
+    """Lab tests first: with several workers (make test steals work between them), the long ones start
+    at once and the quick unit tests fill the gaps at the end, instead of one worker finishing a long
+    lab test alone."""
     items.sort(key=lambda item: item.get_closest_marker("lab") is None)
 
 
