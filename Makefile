@@ -17,7 +17,7 @@ SANITY_COPY := $(HOME)/.cache/sshca-azure-sanity/$(shell echo "$(CURDIR)" | sha2
 NOT_COLLECTION := tests/lab|tests/terraform|terraform|bench|tools
 PYTEST_LOG  := $(VENV)/pytest.log
 
-.PHONY: help setup demo demo-down test lint sanity pytest terraform-check bench lab-up lab-down clean
+.PHONY: help setup demo demo-image demo-down test lint sanity pytest terraform-check bench lab-up lab-down clean
 
 help:
 	@echo "make demo   - run sshca.azure against the local lab and show what it did"
@@ -37,11 +37,18 @@ $(STATE)/debs:
 	fi
 	@touch $@
 
-$(STATE)/venv: requirements.txt requirements-dev.txt | $(STATE)/debs
-	@echo "setup: Python virtualenv $(VENV) (controller and test requirements)"
+# The controller's requirements first (all the collection and `make demo` need), then the test and
+# lint tools on top, so the demo does not wait for what only `make test` uses.
+$(STATE)/runtime: requirements.txt | $(STATE)/debs
+	@echo "setup: Python virtualenv $(VENV) (controller requirements)"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q -r requirements-dev.txt
+	@$(PY) -m pip install -q -r requirements.txt
 	@mkdir -p $(STATE) && touch $@
+
+$(STATE)/venv: requirements.txt requirements-dev.txt | $(STATE)/runtime
+	@echo "setup: test and lint tools in $(VENV)"
+	@$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
 
 # checkov pins packaging 23.2, which breaks pytest 9: it gets a virtualenv of its own.
 $(STATE)/checkov: | $(STATE)/venv
@@ -59,15 +66,22 @@ $(TFSCHEMA)/.downloaded: tests/terraform/azurerm-schemas.txt | $(STATE)/venv
 	@$(PY) -m pip download -q --no-deps --only-binary=:all: --require-hashes -d $(TFSCHEMA) -r $<
 	@touch $@
 
-$(STATE)/podman: tests/lab/labkit/podman.py | $(STATE)/venv
-	@$(PY) -c 'import sys; sys.path.insert(0, "tests/lab"); from labkit import podman; podman.configure()'
+# The lab's own code needs only the standard library: system python3, so it can run beside pip.
+$(STATE)/podman: tests/lab/labkit/podman.py | $(STATE)/debs
+	@python3 -c 'import sys; sys.path.insert(0, "tests/lab"); from labkit import podman; podman.configure()'
 	@touch $@
 
 # --- the front doors ------------------------------------------------------------------------
 
 # The demo removes its previous run first; demo-down removes what it leaves running.
-demo: setup
+# On a fresh machine the demo's host image (bookworm; about a minute of debootstrap) is built while
+# pip installs the controller's requirements.
+demo: $(STATE)/podman
+	@$(MAKE) --no-print-directory -j2 $(STATE)/runtime demo-image
 	@$(PY) tests/lab/demo.py
+
+demo-image: | $(STATE)/podman
+	@python3 tests/lab/labkit/cli.py image --suite bookworm >/dev/null
 
 demo-down:
 	@$(LABCTL) down --state-dir $(HOME)/.sshca-demo/emulator
