@@ -218,4 +218,5 @@ def trust_files_task(params, check_mode, want_diff, owner=None, make_empty_krl=N
     """The module's result: changed, one result per folder, file and removal, and the diffs."""
     plan = plan_trust_files(params, check_mode, owner=owner, make_empty_krl=make_empty_krl)
     changed, results, diffs = plan.apply(check_mode=check_mode, want_diff=want_diff)
-    return {"changed": changed, "results": results, "diff": diffs}
+    found = [path for path in params.get("look_for") or [] if os.path.lexists(path)]
+    return {"changed": changed, "results": results, "found": found, "diff": diffs}

@@ -82,6 +82,13 @@ options:
     type: list
     elements: path
     default: []
+  look_for:
+    description:
+      - Paths only looked for, and left alone; those that exist are returned in RV(found).
+      - A later call can then remove them, when it is safe to, only on the hosts that have them.
+    type: list
+    elements: path
+    default: []
 """
 
 EXAMPLES = r"""
@@ -124,6 +131,12 @@ results:
         - In check mode, what a run would do.
       type: str
   sample: [{path: /etc/ssh/sshca/user_principals/azureuser, kind: file, action: create}]
+found:
+  description: The paths of O(look_for) that exist.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/ssh/sshca/principals]
 """
 
 import os  # noqa: E402 - Ansible modules import after their documentation
@@ -151,6 +164,7 @@ def main():
             }},
             "revoked_keys_path": {"type": "path"},
             "remove": {"type": "list", "elements": "path", "default": []},
+            "look_for": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )

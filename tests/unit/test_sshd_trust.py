@@ -99,11 +99,14 @@ def test_stale_principals_files_go_and_a_changed_mode_is_put_back(tmp_path):
     assert stat.S_IMODE((config / "trusted_user_ca_keys.pub").stat().st_mode) == 0o644
 
 
-def test_remove_takes_folders_and_files_and_diffs_them(tmp_path):
+def test_look_for_only_reports_and_remove_takes_folders_and_files_and_diffs_them(tmp_path):
     old = tmp_path / "principals"
     old.mkdir()
     (old / "azureuser").write_text("sshca-admin\n")
     (tmp_path / "user_ca.pub").write_text("ssh-ed25519 AAAAold\n")
+    looked = trust_files_task({"look_for": [str(old), str(tmp_path / "user_ca.pub"), str(tmp_path / "none")]},
+                              False, True, owner=OWNER)
+    assert looked["found"] == [str(old), str(tmp_path / "user_ca.pub")] and not looked["changed"] and old.exists()
     result = trust_files_task({"remove": [str(old), str(tmp_path / "user_ca.pub")]}, False, True, owner=OWNER)
     assert result["changed"] and not old.exists() and not (tmp_path / "user_ca.pub").exists()
     assert [d["after_header"] for d in result["diff"]] == ["(absent)", "(absent)"]
