@@ -154,7 +154,7 @@ def main():
         argument_spec={
             "host_certificates": {"type": "dict", "default": {}},
             "trusted_ca_keys_path": {"type": "path"},
-            "trusted_ca_keys": {"type": "str", "default": ""},
+            "trusted_ca_keys": {"type": "str", "default": "", "no_log": False},  # public keys
             "principals_command_path": {"type": "path"},
             "principals_command": {"type": "str", "default": ""},
             "principals": {"type": "list", "elements": "dict", "default": [], "options": {
