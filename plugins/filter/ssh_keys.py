@@ -44,14 +44,16 @@ def from_rfc4716(text, comment=None):
     return key.with_comment(key.comment if comment is None else comment).openssh()
 
 
-def ssh_fingerprint(key):
-    """SHA256 fingerprint, as `ssh-keygen -lf` prints it, of a public key (either form) or a certificate."""
-    value = _text(key, "ssh_fingerprint")
+def ssh_fingerprint(key, name=None):
+    """SHA256 fingerprint, as `ssh-keygen -lf` prints it (and sshd gives %F), of a public key (either
+    form) or a certificate. `name` (the variable the key came from) names the input in errors."""
+    source = "ssh_fingerprint input" + (" %s" % name if name else "")
+    value = _text(key, source)
     words = value.split() if isinstance(value, str) else value.decode("utf-8", "replace").split()
     try:
         if words and words[0].endswith(CERT_SUFFIX):
-            return read_certificate(value, "ssh_fingerprint input").public_key.fingerprint()
-        return parse_public_key(value, "ssh_fingerprint input", min_rsa_bits=1024).fingerprint()
+            return read_certificate(value, source).public_key.fingerprint()
+        return parse_public_key(value, source, min_rsa_bits=1024).fingerprint()
     except SSHKeyError as exc:
         raise AnsibleFilterError(str(exc)) from None
 

@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import random
 import threading
 import time
 from urllib.parse import urlparse
@@ -208,21 +209,34 @@ class ThrottlePacing:
 
     ARM's buckets are per principal, so when one request hears 429 + Retry-After, every other
     thread's request of that type would hear it too: all of them hold until then instead of
-    each spending a try (and a token refill) to learn it.
+    each spending a try (and a token refill) to learn it. A thread the pause held then waits a
+    random part of JITTER_SECONDS more (full jitter), so the threads one pause releases do not
+    all send at the same instant and drain the refilled bucket into the next 429.
     """
 
-    def __init__(self):
+    JITTER_SECONDS = 1.0
+
+    def __init__(self, jitter=random.uniform):
         self._lock = threading.Lock()
         self._until = {}
+        self._jitter = jitter  # jitter(low, high): injectable, for tests
         self.throttled = 0  # 429s heard, for the record
 
     def hold(self, kind):
+        held = False
         while True:
             with self._lock:
                 delay = self._until.get(kind, 0) - time.monotonic()
-            if delay <= 0:
+            if delay > 0:
+                held = True
+                time.sleep(delay)
+                continue
+            if not held:
                 return
-            time.sleep(delay)
+            held = False  # a 429 heard during the jitter sets a new pause: looked at again above
+            spread = self._jitter(0, self.JITTER_SECONDS)
+            if spread > 0:
+                time.sleep(spread)
 
     def throttle(self, kind, seconds):
         with self._lock:

@@ -202,7 +202,7 @@ class Clock:
 def test_a_429_pauses_every_client_for_that_operation_type_only(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(_azure, "time", clock)
-    pacing = _azure.ThrottlePacing()
+    pacing = _azure.ThrottlePacing(jitter=lambda low, high: 0)  # the jitter has a test of its own
 
     def client(script):
         transport = ScriptedTransport(script)
@@ -222,6 +222,25 @@ def test_a_429_pauses_every_client_for_that_operation_type_only(monkeypatch):
     assert clock.sleeps == []  # reads have their own bucket
     assert writer.send_request(HttpRequest("PUT", "https://127.0.0.1:1/c")).status_code == 200
     assert clock.sleeps == [3]  # held until the write pause ended, not sent to meet a 429 of its own
+
+
+def test_threads_one_pause_releases_send_at_different_instants_within_the_jitter_bound(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(_azure, "time", clock)
+    pacing = _azure.ThrottlePacing()  # the real random jitter: only the clock is a fake
+    pacing.throttle("writes", 5)
+    end = clock.now + 5
+    released = []
+    for _thread in range(8):  # each thread held from the same instant, on its own copy of the clock
+        clock.now = end - 5
+        pacing.hold("writes")
+        released.append(clock.now)
+    assert len(set(released)) == len(released)
+    assert all(end <= moment <= end + _azure.ThrottlePacing.JITTER_SECONDS for moment in released)
+    clock.sleeps.clear()
+    pacing.hold("writes")  # no pause running: sent at once, no jitter
+    pacing.hold("reads")
+    assert clock.sleeps == []
 
 
 class CountingCredential:

@@ -48,6 +48,20 @@ def test_fingerprint_of_key_rfc4716_and_certificate_match_ssh_keygen(tmp_path):
     assert FILTERS["ssh_fingerprint"](cert.read_text()) == keygen("-l", "-f", str(cert)).split()[1] == expected
 
 
+@pytest.mark.parametrize("key_type", ["ed25519", "ecdsa", "rsa"])
+def test_fingerprint_is_what_ssh_keygen_prints_for_a_ca_key(tmp_path, key_type):
+    # host_enroll's principals command matches sshd's %F against these, computed on the controller.
+    pair = make_keypair(tmp_path, "ca", key_type)
+    assert FILTERS["ssh_fingerprint"](pair.public_text, "user_ca") == keygen("-l", "-E", "sha256", "-f",
+                                                                             str(pair.public)).split()[1]
+
+
+def test_bad_key_is_one_line_naming_the_variable():
+    with pytest.raises(AnsibleFilterError) as caught:
+        FILTERS["ssh_fingerprint"]("ssh-ed25519 AAAA-not-base64", "host_enroll_user_ca_public_key")
+    assert "host_enroll_user_ca_public_key" in str(caught.value) and "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("to_rfc4716", "ssh-ed25519 AAAA"),
     ("from_rfc4716", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPIs1kGYIT+0CS4ShkLjL1vn0wex9ExMarDOJfsBvE9p"),

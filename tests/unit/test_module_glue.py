@@ -71,6 +71,18 @@ def test_every_module_names_the_library_it_misses(without_libraries, module):
     assert "is not defined" not in json.dumps(result)
 
 
+def test_sshd_cert_trust_runs_on_a_host_python_without_cryptography(tmp_path):
+    # It runs on the managed host's python3, where the collection's controller libraries are not.
+    trusted = tmp_path / "sshca" / "trusted_user_ca_keys.pub"
+    args = {"sshd_cert_trust": {"trusted_ca_keys_path": str(trusted), "trusted_ca_keys": "ssh-ed25519 AAAAuser\n"}}
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_LIBRARIES, json.dumps(args)], capture_output=True,
+                          text=True, env=collection_env({"PYTHONPATH": str(collections_root())}), check=True,
+                          timeout=120)
+    result = json.loads(proc.stdout)["sshd_cert_trust"]
+    assert result["changed"] and not result.get("failed"), result
+    assert trusted.read_text() == "ssh-ed25519 AAAAuser\n"
+
+
 @pytest.fixture(autouse=True)
 def tracebacks_on(monkeypatch):
     """Tracebacks captured, as -vvv asks. Whether they are is decided once per process (or by the
