@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import RECAP, run_playbook
+from test_enroll_roles import RECAP, run_playbook, user_cert
 
 from conftest import collection_env, make_keypair
 from labkit import emulator, hosts
@@ -142,9 +142,9 @@ class Fleet:
 def test_fleets_share_a_work_folder_and_bad_input_changes_nothing(lab):
     fleet = Fleet(*lab)
     enroll_in_parallel_then_later(fleet)
+    refuse_revoking_the_admin(fleet)
     decommission_previewed_then_twice(fleet)
     refuse_bad_revocations(fleet)
-    restore_a_krl_that_locks_out_the_admin(fleet)
     refuse_untagged_decommission(fleet)
 
 
@@ -181,7 +181,7 @@ def refuse_bad_revocations(fleet: Fleet) -> None:
     root, work, base = fleet.root, fleet.work, fleet.base
     krl = work / "revoked_keys"
     before = fleet.host_krls()
-    controller_krl = krl.read_bytes()  # decommission revoked the retired host's certificates
+    controller_krl = krl.read_bytes()  # a user certificate and the retired host's are revoked
 
     unknown = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"serial": 987654321, "ca": "user"}]), root)
     assert re.fullmatch(r"revoked\[0\]\.serial: 987654321 was not issued by CA SHA256:\S+ .*", refusal(unknown))
@@ -203,19 +203,38 @@ def refuse_bad_revocations(fleet: Fleet) -> None:
         assert fresh_login(fleet.vms[name]["public_ip"], fleet.admin, fleet.known_hosts).returncode == 0, name
 
 
-def restore_a_krl_that_locks_out_the_admin(fleet: Fleet) -> None:
-    """ATTACK: a well-formed KRL that revokes the automation's own admin certificate passes every check
-    before the switch; the fresh admin login after it fails, so the host gets its previous KRL back at
-    once and the admin logs in again."""
-    root, work, base, vm = fleet.root, fleet.work, fleet.base, fleet.vms["pa"]
-    (work / "revoked_keys").unlink()  # the malformed one, moved away as an operator would
-    before = fleet.host_krls()["pa"]
-    lockout = run_playbook("revoke.yml", dict(base, sshca_hosts=[target(vm)],
-                                              sshca_revoke=[{"key_id": "sshca-enroll", "ca": "admin"}]), root)
-    assert re.fullmatch(r"revoke on pa: with the new KRL the admin certificate is refused \(.*\); "
-                        r"the previous KRL is restored", refusal(lockout))
-    assert fleet.host_krls()["pa"] == before
-    assert fresh_login(vm["public_ip"], fleet.admin, fleet.known_hosts).returncode == 0
+def refuse_revoking_the_admin(fleet: Fleet) -> None:
+    """ATTACK: a KRL revoking the automation's own admin certificate (by its key id, or its serial) would
+    lock every day-2 run out of every host once pushed. It is refused on the controller with one line
+    naming the item, before anything is written there or on any host, and the admin still logs in; an
+    ordinary revoke (a user certificate) then goes through and real sshd refuses that certificate."""
+    root, work, base, known_hosts = fleet.root, fleet.work, fleet.base, fleet.known_hosts
+    admin_cert = work / "admin" / "id_ed25519-cert.pub"
+    before = fleet.host_krls()
+    refused = r"revoked\[0\]\.{}: would revoke keep_admitted\[0\] \(\S+/admin/id_ed25519-cert\.pub: key id " \
+              r"sshca-enroll, serial {}\), which must stay admitted; nothing was written"
+
+    by_key_id = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"key_id": "sshca-enroll", "ca": "admin"}]), root)
+    assert re.fullmatch(refused.format("key_id", r"\d+"), refusal(by_key_id))
+    serial = re.search(r"Serial: (\d+)", subprocess.run(["ssh-keygen", "-L", "-f", str(admin_cert)], text=True,
+                                                         capture_output=True, check=True).stdout)[1]
+    by_serial = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"serial": int(serial), "ca": "admin"}]), root)
+    assert re.fullmatch(refused.format("serial", serial), refusal(by_serial))
+    assert sorted(work.glob("revoked_keys*")) == [], "nothing written on the controller"
+    assert fleet.host_krls() == before, "no host touched"
+    for name in fleet.host:
+        assert fresh_login(fleet.vms[name]["public_ip"], fleet.admin, known_hosts).returncode == 0, name
+
+    mallory = user_cert(work, "mallory", ["grp:ops"])
+    address = fleet.vms["pa"]["public_ip"]
+    assert fresh_login(address, mallory, known_hosts).returncode == 0
+    ordinary = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"certificate_path": f"{mallory}-cert.pub"}]), root)
+    assert ordinary.rc == 0, ordinary.output[-4000:]
+    after = fleet.host_krls()
+    assert all(after[name] != before[name] for name in before), "the KRL pushed to every host"
+    denied = fresh_login(address, mallory, known_hosts)
+    assert denied.returncode == 255 and "Permission denied" in denied.stderr, denied.stderr
+    assert fresh_login(address, fleet.admin, known_hosts).returncode == 0
 
 
 def decommission_previewed_then_twice(fleet: Fleet) -> None:
