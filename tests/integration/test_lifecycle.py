@@ -142,6 +142,7 @@ class Fleet:
 def test_fleets_share_a_work_folder_and_bad_input_changes_nothing(lab):
     fleet = Fleet(*lab)
     enroll_in_parallel_then_later(fleet)
+    hosts_report_their_certificate_expiry(fleet)
     refuse_revoking_the_admin(fleet)
     decommission_previewed_then_twice(fleet)
     refuse_bad_revocations(fleet)
@@ -173,6 +174,68 @@ def enroll_in_parallel_then_later(fleet: Fleet) -> None:
     for name in FLEET:  # the first fleet is still reachable by name, host keys checked against the CA
         reached = by_config(work, name)
         assert reached.returncode == 0 and reached.stdout.strip() == name, (name, reached.stderr)
+
+
+EXPIRY_UNIT = "sshca-host-cert-check.service"
+EXPIRY_STATUS = "/var/lib/sshca/host-cert-status.json"
+
+
+def check_expiry(host: hosts.Host) -> tuple[subprocess.CompletedProcess, list[dict], dict]:
+    """Start the host's expiry check as its timer would; its journal records (this run only) and status file."""
+    started = host.exec("systemctl", "start", EXPIRY_UNIT, check=False)
+    invocation = host.exec("systemctl", "show", "-p", "InvocationID", "--value", EXPIRY_UNIT).stdout.strip()
+    records = []
+    for _attempt in range(20):  # the service's output reaches the journal a moment after it exits
+        shown = host.exec("journalctl", "-o", "json", f"_SYSTEMD_INVOCATION_ID={invocation}",
+                          "SYSLOG_IDENTIFIER=sshca-host-cert-check").stdout
+        records = [json.loads(line) for line in shown.splitlines() if line.strip()]
+        if records:
+            break
+        time.sleep(0.25)
+    return started, records, json.loads(host.exec("cat", EXPIRY_STATUS).stdout)
+
+
+def hosts_report_their_certificate_expiry(fleet: Fleet) -> None:
+    """Enrollment's timer reads the host certificates with the host's own ssh-keygen (OpenSSH 10.0 on
+    trixie, 9.2 on bookworm): info while fresh, a warning with less than a third of the life left, err
+    (a failed unit) once expired, each in the journal and in the status file."""
+    for name in ("pa", "pb"):
+        host = fleet.host[name]
+        assert host.exec("systemctl", "is-enabled", "sshca-host-cert-check.timer").stdout.strip() == "enabled"
+        started, records, status = check_expiry(host)
+        served = subprocess.run(["ssh-keygen", "-L", "-f", str(fleet.work / "hosts" / name /
+                                                               "ssh_host_ed25519_key-cert.pub")],
+                                capture_output=True, text=True, check=True).stdout
+        assert started.returncode == 0, started.stderr
+        assert status["state"] == "ok", status
+        ed25519 = next(c for c in status["certificates"] if c["path"].endswith("ed25519_key-cert.pub"))
+        assert f"Serial: {ed25519['serial']}\n" in served and ed25519["key_id"] == f"host:{name}"
+        assert {r["PRIORITY"] for r in records} == {"6"}, records
+
+    host, cert = fleet.host["pa"], "/etc/ssh/ssh_host_ed25519_key-cert.pub"
+    throwaway = fleet.root / "throwaway-ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(throwaway)], check=True)
+    public = fleet.root / "pa_host_key.pub"
+    public.write_text(host.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout)
+    host.exec("cp", "-p", cert, f"{cert}.keep")
+    try:
+        for window, serial, state, priority, rc in (("-50m:+10m", 41, "renewal-due", "4", 0),
+                                                    ("-2h:-1h", 42, "expired", "3", 1)):
+            subprocess.run(["ssh-keygen", "-q", "-s", str(throwaway), "-h", "-I", "host:pa", "-n", "pa",
+                            "-z", str(serial), "-V", window, str(public)], check=True)
+            line = (fleet.root / "pa_host_key-cert.pub").read_text().strip()
+            host.exec("sh", "-c", f"printf '%s\\n' '{line}' > {cert}")
+            started, records, status = check_expiry(host)
+            assert started.returncode == rc, (state, started.stderr)
+            assert status["state"] == state, status
+            [mine] = [c for c in status["certificates"] if c["path"] == cert]
+            assert mine["serial"] == serial and mine["state"] == state, mine
+            assert mine["seconds_left"] <= 600 if state == "renewal-due" else mine["seconds_left"] == 0, mine
+            [said] = [r for r in records if r["MESSAGE"].startswith(f"host certificate {cert} ")]
+            assert said["PRIORITY"] == priority and f"serial {serial}, key id host:pa) {state}" in said["MESSAGE"]
+    finally:
+        host.exec("mv", "-f", f"{cert}.keep", cert)
+    assert check_expiry(host)[2]["state"] == "ok", "the enrolled certificate back in place"
 
 
 def refuse_bad_revocations(fleet: Fleet) -> None:
