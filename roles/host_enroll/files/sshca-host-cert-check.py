@@ -29,8 +29,8 @@ def iso(seconds):
 def check(path, now):
     """The status of one certificate, as ssh-keygen -L reads it (times printed in UTC)."""
     status = {"path": path}
-    proc = subprocess.run(["ssh-keygen", "-L", "-f", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, env=dict(os.environ, TZ="UTC", LC_ALL="C"))
+    proc = subprocess.run(["ssh-keygen", "-L", "-f", path], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, TZ="UTC", LC_ALL="C"))
     fields = {}
     for line in proc.stdout.splitlines():
         name, sep, value = line.strip().partition(": ")
@@ -60,12 +60,11 @@ def check(path, now):
 
 def describe(status):
     if status["state"] == "unreadable":
-        return "host certificate %s is unreadable (%s)" % (status["path"], status["error"])
-    line = "host certificate %s (serial %d, key id %s) %s, valid %s to %s" % (
-        status["path"], status["serial"], status["key_id"], status["state"], status["valid_after"],
-        status["valid_before"])
+        return f"host certificate {status['path']} is unreadable ({status['error']})"
+    line = (f"host certificate {status['path']} (serial {status['serial']}, key id {status['key_id']}) "
+            f"{status['state']}, valid {status['valid_after']} to {status['valid_before']}")
     if status["seconds_left"] is not None:
-        line += ", %d s left" % status["seconds_left"]
+        line += f", {status['seconds_left']} s left"
     if status["state"] != "ok":
         line += "; renew it from the controller (playbooks/renew.yml)"
     return line
@@ -75,7 +74,7 @@ def main(paths):
     now = int(time.time())
     found = [check(path, now) for path in paths]
     for status in found:
-        print("<%d>%s" % (PRIORITY[status["state"]], describe(status)), flush=True)
+        print(f"<{PRIORITY[status['state']]}>{describe(status)}", flush=True)
     worst = max([s["state"] for s in found] or ["ok"], key=lambda state: (-PRIORITY[state], state))
     report = {"checked_at": iso(now), "state": worst, "certificates": found}
     os.makedirs(os.path.dirname(STATUS_FILE), exist_ok=True)
