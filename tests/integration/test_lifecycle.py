@@ -203,9 +203,9 @@ def hosts_report_their_certificate_expiry(fleet: Fleet) -> None:
         host = fleet.host[name]
         assert host.exec("systemctl", "is-enabled", "sshca-host-cert-check.timer").stdout.strip() == "enabled"
         started, records, status = check_expiry(host)
-        served = subprocess.run(["ssh-keygen", "-L", "-f", str(fleet.work / "hosts" / name /
-                                                               "ssh_host_ed25519_key-cert.pub")],
-                                capture_output=True, text=True, check=True).stdout
+        kept = fleet.work / "hosts" / name / "ssh_host_ed25519_key-cert.pub"  # the controller's copy
+        served = subprocess.run(["ssh-keygen", "-L", "-f", str(kept)], capture_output=True, text=True,
+                                check=True).stdout
         assert started.returncode == 0, started.stderr
         assert status["state"] == "ok", status
         ed25519 = next(c for c in status["certificates"] if c["path"].endswith("ed25519_key-cert.pub"))
@@ -279,8 +279,8 @@ def refuse_revoking_the_admin(fleet: Fleet) -> None:
 
     by_key_id = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"key_id": "sshca-enroll", "ca": "admin"}]), root)
     assert re.fullmatch(refused.format("key_id", r"\d+"), refusal(by_key_id))
-    serial = re.search(r"Serial: (\d+)", subprocess.run(["ssh-keygen", "-L", "-f", str(admin_cert)], text=True,
-                                                         capture_output=True, check=True).stdout)[1]
+    shown = subprocess.run(["ssh-keygen", "-L", "-f", str(admin_cert)], text=True, capture_output=True, check=True)
+    serial = re.search(r"Serial: (\d+)", shown.stdout)[1]
     by_serial = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"serial": int(serial), "ca": "admin"}]), root)
     assert re.fullmatch(refused.format("serial", serial), refusal(by_serial))
     assert sorted(work.glob("revoked_keys*")) == [], "nothing written on the controller"
