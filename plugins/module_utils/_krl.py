@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
+    CERT_SUFFIX,
     CertificateError,
     format_time,
     read_certificate,
@@ -414,6 +415,70 @@ def _certificate_files(path):
     return sorted(found)
 
 
+# --- what must stay admitted -------------------------------------------------------------------
+
+
+class Admitted:
+    """A certificate or key the KRL must never revoke (one item of keep_admitted), e.g. the automation's
+    own admin certificate: a KRL revoking it would lock the automation out of every host it is pushed to."""
+
+    def __init__(self, path, where):
+        self.path, self.where = os.path.expanduser(path), where
+        data = _read_file(path, where)
+        try:
+            first = data.decode("utf-8").split(None, 1)[0] if data.strip() else ""
+        except UnicodeDecodeError:
+            first = ""
+        if first.endswith(CERT_SUFFIX):
+            try:
+                cert = read_certificate(data, "%s (%s)" % (where, path))
+            except CertificateError as exc:
+                raise KRLError(str(exc)) from None
+            self.subject = cert.openssh()
+            ca = cert.signing_ca.fingerprint()
+            # What ssh-keygen -Q and sshd test for a certificate: its key, its signing CA's key, and
+            # under that CA its serial and its key id.
+            self.entries = {("key", "", cert.public_key.fingerprint()), ("key", "", ca), ("key_id", ca, cert.key_id)}
+            if cert.serial:
+                self.entries.add(("serial", ca, cert.serial))
+            self.ca, self.serial = ca, cert.serial
+            self.label = "%s (%s: key id %s, serial %d)" % (where, path, cert.key_id, cert.serial)
+        else:
+            key = parse_public_key(data, "%s (%s)" % (where, path), min_rsa_bits=1024)
+            self.subject = key.openssh_no_comment()
+            self.entries = {("key", "", key.fingerprint())}
+            self.ca = self.serial = None
+            self.label = "%s (%s: key %s)" % (where, path, key.fingerprint())
+
+    def revoked_by(self, revocations):
+        """The entries of `revocations` that revoke it, in a stable order."""
+        found = [entry for entry in revocations.entries() if entry in self.entries]
+        if self.serial:
+            found += [("serial", self.ca, "%d-%d" % (lo, hi)) for lo, hi in revocations.serial_ranges.get(self.ca, [])
+                      if lo <= self.serial <= hi]
+        return found
+
+
+def check_admitted(keygen, krl, admitted, desired, requests, in_place, scratch, ca_names):
+    """KRLError naming the `revoked` item (or the KRL in place) when ssh-keygen -Q finds an admitted
+    certificate or key revoked by `krl`, the KRL that would be written."""
+    for number, keep in enumerate(admitted):
+        subject_file = os.path.join(scratch, "admitted-%d.pub" % number)
+        with open(subject_file, "w") as stream:
+            stream.write(keep.subject + "\n")
+        if not keygen.revokes(krl, subject_file):
+            continue
+        culprits = keep.revoked_by(desired)
+        for request in requests:
+            if request.entry in culprits:
+                raise KRLError(request.where, "would revoke %s, which must stay admitted; nothing was written"
+                               % keep.label)
+        why = ", ".join(describe(e, ca_names) for e in culprits) or "as ssh-keygen -Q reports"
+        raise KRLError("path", "the KRL in place (%s) already revokes %s by %s; remove that entry (ssh_krl with "
+                               "state=absent) or put back an earlier KRL; nothing was written"
+                       % (in_place, keep.label, why))
+
+
 # --- the task -----------------------------------------------------------------------------------
 
 
@@ -485,6 +550,7 @@ def krl_task(params, check_mode, keygen=None, now=None):
     cas_by_name = named_cas(params.get("ca_path"))
     ca_names = {key.fingerprint(): "%s CA" % name for name, key in cas_by_name.items()}
     requests = resolve(params.get("revoked"), cas_by_name)
+    admitted = [Admitted(p, "keep_admitted[%d]" % n) for n, p in enumerate(params.get("keep_admitted") or [])]
 
     spec_cas, notes = read_spec(spec_path)
     current = Revocations()
@@ -535,18 +601,25 @@ def krl_task(params, check_mode, keygen=None, now=None):
     krl_stale = listed is None or listed.canonical() != desired.canonical()
     changed = krl_stale or text != old_text
 
-    if changed and not check_mode:
-        scratch = tempfile.mkdtemp(prefix=".krl-", dir=folder)
+    writing = changed and not check_mode
+    if writing or admitted:
+        # In check mode the KRL is still built (outside its folder) to be judged against keep_admitted.
+        scratch = tempfile.mkdtemp(prefix=".krl-", dir=folder if writing else None)
         try:
-            built = os.path.join(scratch, "krl")
-            _build(keygen, built, desired, cas, scratch)
-            check_built(keygen, built, desired, requests if state == "present" else [], scratch)
-            with open(built, "rb") as stream:
-                data = stream.read()
-            # The spec first: after a crash between the two, the next run sees the KRL behind the
-            # spec and rebuilds; a KRL ahead of its spec would be read back all the same.
-            atomic_write(spec_path, text, 0o644)
-            atomic_write(path, data, 0o644)
+            rebuild = writing or krl_stale
+            built = os.path.join(scratch, "krl") if rebuild else path
+            if rebuild:
+                _build(keygen, built, desired, cas, scratch)
+                check_built(keygen, built, desired, requests if state == "present" else [], scratch)
+            check_admitted(keygen, built, admitted, desired, requests if state == "present" else [], path, scratch,
+                           ca_names)
+            if writing:
+                with open(built, "rb") as stream:
+                    data = stream.read()
+                # The spec first: after a crash between the two, the next run sees the KRL behind the
+                # spec and rebuilds; a KRL ahead of its spec would be read back all the same.
+                atomic_write(spec_path, text, 0o644)
+                atomic_write(path, data, 0o644)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -103,6 +103,17 @@ options:
     description: Refuse a serial that neither the issuance log nor O(issued_certificates) shows as issued.
     type: bool
     default: true
+  keep_admitted:
+    description:
+      - Certificates or public keys (files) the KRL must never revoke, such as the admin certificate the
+        automation logs in with. The KRL that would be written (in check mode too, and also when nothing
+        changes) is asked with C(ssh-keygen -Q) about each; a certificate is revoked by its key, its signing
+        CA's key, its serial or its key id under that CA.
+      - A KRL that would revoke one is refused with one line naming the O(revoked) item that does, or the
+        KRL in place when it already does (remove that entry with O(state=absent)), and nothing is written.
+    type: list
+    elements: path
+    default: []
 requirements:
   - ssh-keygen (OpenSSH 7.9 or later) on the machine running the module
 notes:
@@ -129,6 +140,9 @@ EXAMPLES = r"""
     ca_path: ~/.sshca/ca
     revoked:
       - {key_id: alice@example.com, ca: user}
+    # Refused, with nothing written, if this would lock the automation out of its hosts.
+    keep_admitted:
+      - ~/.sshca/admin/id_ed25519-cert.pub
 
 - name: Revoke a host certificate given whole
   sshca.azure.ssh_krl:
@@ -211,6 +225,7 @@ def main():
             "ca_path": {"type": "path"},
             "issued_certificates": {"type": "list", "elements": "path", "default": []},
             "require_issued": {"type": "bool", "default": True},
+            "keep_admitted": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import RECAP, run_playbook
+from test_enroll_roles import RECAP, run_playbook, user_cert
 
 from conftest import collection_env, make_keypair
 from labkit import emulator, hosts
@@ -142,9 +142,10 @@ class Fleet:
 def test_fleets_share_a_work_folder_and_bad_input_changes_nothing(lab):
     fleet = Fleet(*lab)
     enroll_in_parallel_then_later(fleet)
+    hosts_report_their_certificate_expiry(fleet)
+    refuse_revoking_the_admin(fleet)
     decommission_previewed_then_twice(fleet)
     refuse_bad_revocations(fleet)
-    restore_a_krl_that_locks_out_the_admin(fleet)
     refuse_untagged_decommission(fleet)
 
 
@@ -175,13 +176,75 @@ def enroll_in_parallel_then_later(fleet: Fleet) -> None:
         assert reached.returncode == 0 and reached.stdout.strip() == name, (name, reached.stderr)
 
 
+EXPIRY_UNIT = "sshca-host-cert-check.service"
+EXPIRY_STATUS = "/var/lib/sshca/host-cert-status.json"
+
+
+def check_expiry(host: hosts.Host) -> tuple[subprocess.CompletedProcess, list[dict], dict]:
+    """Start the host's expiry check as its timer would; its journal records (this run only) and status file."""
+    started = host.exec("systemctl", "start", EXPIRY_UNIT, check=False)
+    invocation = host.exec("systemctl", "show", "-p", "InvocationID", "--value", EXPIRY_UNIT).stdout.strip()
+    records = []
+    for _attempt in range(20):  # the service's output reaches the journal a moment after it exits
+        shown = host.exec("journalctl", "-o", "json", f"_SYSTEMD_INVOCATION_ID={invocation}",
+                          "SYSLOG_IDENTIFIER=sshca-host-cert-check").stdout
+        records = [json.loads(line) for line in shown.splitlines() if line.strip()]
+        if records:
+            break
+        time.sleep(0.25)
+    return started, records, json.loads(host.exec("cat", EXPIRY_STATUS).stdout)
+
+
+def hosts_report_their_certificate_expiry(fleet: Fleet) -> None:
+    """Enrollment's timer reads the host certificates with the host's own ssh-keygen (OpenSSH 10.0 on
+    trixie, 9.2 on bookworm): info while fresh, a warning with less than a third of the life left, err
+    (a failed unit) once expired, each in the journal and in the status file."""
+    for name in ("pa", "pb"):
+        host = fleet.host[name]
+        assert host.exec("systemctl", "is-enabled", "sshca-host-cert-check.timer").stdout.strip() == "enabled"
+        started, records, status = check_expiry(host)
+        kept = fleet.work / "hosts" / name / "ssh_host_ed25519_key-cert.pub"  # the controller's copy
+        served = subprocess.run(["ssh-keygen", "-L", "-f", str(kept)], capture_output=True, text=True,
+                                check=True).stdout
+        assert started.returncode == 0, started.stderr
+        assert status["state"] == "ok", status
+        ed25519 = next(c for c in status["certificates"] if c["path"].endswith("ed25519_key-cert.pub"))
+        assert f"Serial: {ed25519['serial']}\n" in served and ed25519["key_id"] == f"host:{name}"
+        assert {r["PRIORITY"] for r in records} == {"6"}, records
+
+    host, cert = fleet.host["pa"], "/etc/ssh/ssh_host_ed25519_key-cert.pub"
+    throwaway = fleet.root / "throwaway-ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(throwaway)], check=True)
+    public = fleet.root / "pa_host_key.pub"
+    public.write_text(host.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout)
+    host.exec("cp", "-p", cert, f"{cert}.keep")
+    try:
+        for window, serial, state, priority, rc in (("-50m:+10m", 41, "renewal-due", "4", 0),
+                                                    ("-2h:-1h", 42, "expired", "3", 1)):
+            subprocess.run(["ssh-keygen", "-q", "-s", str(throwaway), "-h", "-I", "host:pa", "-n", "pa",
+                            "-z", str(serial), "-V", window, str(public)], check=True)
+            line = (fleet.root / "pa_host_key-cert.pub").read_text().strip()
+            host.exec("sh", "-c", f"printf '%s\\n' '{line}' > {cert}")
+            started, records, status = check_expiry(host)
+            assert started.returncode == rc, (state, started.stderr)
+            assert status["state"] == state, status
+            [mine] = [c for c in status["certificates"] if c["path"] == cert]
+            assert mine["serial"] == serial and mine["state"] == state, mine
+            assert mine["seconds_left"] <= 600 if state == "renewal-due" else mine["seconds_left"] == 0, mine
+            [said] = [r for r in records if r["MESSAGE"].startswith(f"host certificate {cert} ")]
+            assert said["PRIORITY"] == priority and f"serial {serial}, key id host:pa) {state}" in said["MESSAGE"]
+    finally:
+        host.exec("mv", "-f", f"{cert}.keep", cert)
+    assert check_expiry(host)[2]["state"] == "ok", "the enrolled certificate back in place"
+
+
 def refuse_bad_revocations(fleet: Fleet) -> None:
     """An unknown serial, an unreadable key file and a malformed KRL on the controller are each refused
     with one line before any host is touched: every host keeps its KRL, and the admin still logs in."""
     root, work, base = fleet.root, fleet.work, fleet.base
     krl = work / "revoked_keys"
     before = fleet.host_krls()
-    controller_krl = krl.read_bytes()  # decommission revoked the retired host's certificates
+    controller_krl = krl.read_bytes()  # a user certificate and the retired host's are revoked
 
     unknown = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"serial": 987654321, "ca": "user"}]), root)
     assert re.fullmatch(r"revoked\[0\]\.serial: 987654321 was not issued by CA SHA256:\S+ .*", refusal(unknown))
@@ -203,19 +266,38 @@ def refuse_bad_revocations(fleet: Fleet) -> None:
         assert fresh_login(fleet.vms[name]["public_ip"], fleet.admin, fleet.known_hosts).returncode == 0, name
 
 
-def restore_a_krl_that_locks_out_the_admin(fleet: Fleet) -> None:
-    """ATTACK: a well-formed KRL that revokes the automation's own admin certificate passes every check
-    before the switch; the fresh admin login after it fails, so the host gets its previous KRL back at
-    once and the admin logs in again."""
-    root, work, base, vm = fleet.root, fleet.work, fleet.base, fleet.vms["pa"]
-    (work / "revoked_keys").unlink()  # the malformed one, moved away as an operator would
-    before = fleet.host_krls()["pa"]
-    lockout = run_playbook("revoke.yml", dict(base, sshca_hosts=[target(vm)],
-                                              sshca_revoke=[{"key_id": "sshca-enroll", "ca": "admin"}]), root)
-    assert re.fullmatch(r"revoke on pa: with the new KRL the admin certificate is refused \(.*\); "
-                        r"the previous KRL is restored", refusal(lockout))
-    assert fleet.host_krls()["pa"] == before
-    assert fresh_login(vm["public_ip"], fleet.admin, fleet.known_hosts).returncode == 0
+def refuse_revoking_the_admin(fleet: Fleet) -> None:
+    """ATTACK: a KRL revoking the automation's own admin certificate (by its key id, or its serial) would
+    lock every day-2 run out of every host once pushed. It is refused on the controller with one line
+    naming the item, before anything is written there or on any host, and the admin still logs in; an
+    ordinary revoke (a user certificate) then goes through and real sshd refuses that certificate."""
+    root, work, base, known_hosts = fleet.root, fleet.work, fleet.base, fleet.known_hosts
+    admin_cert = work / "admin" / "id_ed25519-cert.pub"
+    before = fleet.host_krls()
+    refused = r"revoked\[0\]\.{}: would revoke keep_admitted\[0\] \(\S+/admin/id_ed25519-cert\.pub: key id " \
+              r"sshca-enroll, serial {}\), which must stay admitted; nothing was written"
+
+    by_key_id = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"key_id": "sshca-enroll", "ca": "admin"}]), root)
+    assert re.fullmatch(refused.format("key_id", r"\d+"), refusal(by_key_id))
+    shown = subprocess.run(["ssh-keygen", "-L", "-f", str(admin_cert)], text=True, capture_output=True, check=True)
+    serial = re.search(r"Serial: (\d+)", shown.stdout)[1]
+    by_serial = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"serial": int(serial), "ca": "admin"}]), root)
+    assert re.fullmatch(refused.format("serial", serial), refusal(by_serial))
+    assert sorted(work.glob("revoked_keys*")) == [], "nothing written on the controller"
+    assert fleet.host_krls() == before, "no host touched"
+    for name in fleet.host:
+        assert fresh_login(fleet.vms[name]["public_ip"], fleet.admin, known_hosts).returncode == 0, name
+
+    mallory = user_cert(work, "mallory", ["grp:ops"])
+    address = fleet.vms["pa"]["public_ip"]
+    assert fresh_login(address, mallory, known_hosts).returncode == 0
+    ordinary = run_playbook("revoke.yml", dict(base, sshca_revoke=[{"certificate_path": f"{mallory}-cert.pub"}]), root)
+    assert ordinary.rc == 0, ordinary.output[-4000:]
+    after = fleet.host_krls()
+    assert all(after[name] != before[name] for name in before), "the KRL pushed to every host"
+    denied = fresh_login(address, mallory, known_hosts)
+    assert denied.returncode == 255 and "Permission denied" in denied.stderr, denied.stderr
+    assert fresh_login(address, fleet.admin, known_hosts).returncode == 0
 
 
 def decommission_previewed_then_twice(fleet: Fleet) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -232,3 +233,71 @@ def test_spec_holds_ca_keys_and_notes_only(world):
     [entry] = spec["revoked"]
     assert entry["kind"] == "serial" and entry["value"] == serial
     assert entry["note"]["reason"] == "left" and entry["note"]["key_id"] == "alice"
+
+
+def admin_world(world: World) -> tuple[Path, int, Path]:
+    """The automation's admin certificate (admin CA, key id sshca-enroll) and a KRL with one entry."""
+    pair = make_keypair(world.certs, "admin")
+    cert = world.certs / "admin-cert.pub"
+    serial = certificate_task({"type": "user", "public_key_path": str(pair.public), "path": str(cert),
+                               "principals": ["sshca-admin"], "key_id": "sshca-enroll", "ca": "admin"},
+                              world.ca, False)["serial"]
+    _alice, alice_serial = world.issue("alice")
+    world.run(revoked=[{"serial": alice_serial, "ca": "user"}])
+    return cert, serial, pair.public
+
+
+# Each way a KRL can revoke a certificate, as ssh-keygen -Q (and sshd) test it.
+LOCKOUTS = {
+    "key id": lambda cert, serial, key, ca: {"key_id": "sshca-enroll", "ca": "admin"},
+    "serial": lambda cert, serial, key, ca: {"serial": serial, "ca": "admin"},
+    "its key": lambda cert, serial, key, ca: {"public_key_path": str(key)},
+    "the admin CA's key": lambda cert, serial, key, ca: {"public_key_path": ca},
+    "the certificate": lambda cert, serial, key, ca: {"certificate_path": str(cert)},
+}
+
+
+@pytest.mark.parametrize("form", list(LOCKOUTS))
+def test_a_krl_revoking_a_kept_certificate_is_refused_and_nothing_written(world, form):
+    cert, serial, key = admin_world(world)
+    _bob, bob_serial = world.issue("bob")
+    item = LOCKOUTS[form](cert, serial, key, str(world.root / "ca" / "admin_ca.pub"))
+    before = world.snapshot()
+    for check in (True, False):
+        with pytest.raises(KRLError) as raised:
+            world.run(check=check, keep_admitted=[str(cert)], revoked=[{"serial": bob_serial, "ca": "user"}, item])
+        assert raised.match(rf"^revoked\[1\]\.\w+.*: would revoke keep_admitted\[0\] \({re.escape(str(cert))}: key id "
+                            rf"sshca-enroll, serial {serial}\), which must stay admitted; nothing was written$")
+        assert world.snapshot() == before
+    assert not revoked_by(world.krl, cert)
+
+
+def test_a_krl_in_place_revoking_a_kept_certificate_is_refused_until_the_entry_is_removed(world):
+    cert, _serial, _key = admin_world(world)
+    lockout = {"key_id": "sshca-enroll", "ca": "admin"}
+    world.run(revoked=[lockout])  # as an earlier release let through
+    before = world.snapshot()
+    for check in (True, False):
+        with pytest.raises(KRLError, match=r"^path: the KRL in place \(\S+/revoked_keys\) already revokes keep_admitted"
+                                           r"\[0\] \(.*\) by key id sshca-enroll of admin CA; remove that entry "
+                                           r"\(ssh_krl with state=absent\) .*; nothing was written$"):
+            world.run(check=check, keep_admitted=[str(cert)], revoked=[])
+        assert world.snapshot() == before
+    fixed = world.run(keep_admitted=[str(cert)], state="absent", revoked=[lockout])
+    assert fixed["changed"] and not revoked_by(world.krl, cert)
+
+
+def test_a_kept_certificate_leaves_other_revocations_of_its_ca_alone(world):
+    """The canary (admin CA, another key id) is revoked beside a kept admin certificate; idempotent."""
+    cert, _serial, _key = admin_world(world)
+    canary = [{"key_id": "sshca-krl-canary", "ca": "admin"}]
+    assert world.run(keep_admitted=[str(cert)], revoked=canary)["changed"]
+    for check in (True, False):
+        assert not world.run(check=check, keep_admitted=[str(cert)], revoked=canary)["changed"]
+    assert not revoked_by(world.krl, cert)
+
+
+def test_an_unreadable_kept_certificate_is_one_line(world):
+    with pytest.raises(KRLError, match=r"^keep_admitted\[0\]: cannot read /nonexistent-cert\.pub: No such file"):
+        world.run(keep_admitted=["/nonexistent-cert.pub"], revoked=[])
+    assert not world.krl.exists()
