@@ -16,10 +16,11 @@ and the new CA (`all_hosts` then sets the CA lines of every entry, keeping their
 
 A run adds or updates the hosts it names and leaves every other entry alone, so fleets enrolled
 one after the other accumulate; with `exclusive` the block holds exactly the hosts named (a person's
-files follow the fleet as listed now), lines that are no entry of ours staying as they are. An entry is replaced by a host of the same name, or by one that
-now holds its address (a renamed VM, a reused public IP). Every read-modify-write happens under
-an exclusive lock (`<file>.lock`), so parallel runs on one work folder never lose each other's
-entries, and each file is replaced atomically.
+files follow the fleet as listed now), lines that are no entry of ours staying as they are.
+An entry is replaced by a host of the same name, or by one that now holds its address (a renamed
+VM, a reused public IP). Every read-modify-write happens under an exclusive lock (`<file>.lock`),
+so parallel runs on one work folder never lose each other's entries, and each file is replaced
+atomically.
 """
 
 from __future__ import absolute_import, division, print_function
