@@ -260,9 +260,9 @@ class KeyVaultCA(CABackend):
             raise SSHKeyError(record_path, "is not a JSON object of key names ({\"user\": \"sshca-user-ca-2\", ...})")
         for kind, name in given.items():
             if name and recorded.get(kind) and name != recorded[kind]:
-                raise SSHKeyError("%s_ca_key" % kind, "%r disagrees with %s, which names the %s CA key %r since "
-                                  "rotate_ca.yml made it: give that name, or none" % (name, record_path, kind,
-                                                                                     recorded[kind]))
+                problem = ("%r disagrees with %s, which names the %s CA key %r since rotate_ca.yml made it: "
+                           "give that name, or none" % (name, record_path, kind, recorded[kind]))
+                raise SSHKeyError("%s_ca_key" % kind, problem)
         return {kind: name for kind, name in recorded.items() if kind in CA_KINDS and name}
 
     def source(self, kind):
