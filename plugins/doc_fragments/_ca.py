@@ -101,14 +101,18 @@ options:
     description:
       - Name of the host CA key in Key Vault, optionally with a version (C(NAME/VERSION)). Without a version, the
         key's current version signs; a new version is a new CA, so pin the version to rotate on your own terms.
+      - When not set, the name the CA folder's C(keyvault_keys.json) records (C(rotate_ca.yml) writes it when it
+        makes new CA keys, so signing follows a rotation), else C(sshca-host-ca). A name set that differs from that
+        record fails.
     type: str
-    default: sshca-host-ca
   user_ca_key:
-    description: Name of the user CA key in Key Vault, optionally C(NAME/VERSION).
+    description:
+      - Name of the user CA key in Key Vault, optionally C(NAME/VERSION).
+      - When not set, the name the CA folder's C(keyvault_keys.json) records, else C(sshca-user-ca).
     type: str
-    default: sshca-user-ca
   admin_ca_key:
-    description: Name of the admin CA key in Key Vault, optionally C(NAME/VERSION).
+    description:
+      - Name of the admin CA key in Key Vault, optionally C(NAME/VERSION).
+      - When not set, the name the CA folder's C(keyvault_keys.json) records, else C(sshca-admin-ca).
     type: str
-    default: sshca-admin-ca
 """

@@ -64,6 +64,7 @@ DEFAULT_KEY_TYPE = "ecdsa"  # EC signs faster and has twice RSA-3072's share of 
 _CURVES = {"P-256": (256, "SHA256", "ES256"), "P-384": (384, "SHA384", "ES384"), "P-521": (521, "SHA512", "ES512")}
 _CURVE_OF_SIZE = {bits: name for name, (bits, _hash, _alg) in _CURVES.items()}
 _RSA_ALGORITHMS = {"rsa-sha2-512": "RS512", "rsa-sha2-256": "RS256"}
+KEY_NAMES_FILE = "keyvault_keys.json"  # in the CA folder: which vault key is each CA, after a rotation
 _KEY_NAME_RE = re.compile(r"^[0-9A-Za-z-]{1,127}(/[0-9A-Za-z]{1,64})?$")
 
 
@@ -213,7 +214,9 @@ class KeyVaultCA(CABackend):
                  pool_size=4):
         self.kinds = tuple(check_kind(kind) for kind in kinds)
         self.vault_url = self._check_url(vault_url)
+        self.path = os.path.abspath(os.path.expanduser(path)) if path else None
         names = {kind: "sshca-%s-ca" % kind for kind in CA_KINDS}
+        names.update(self._recorded_names(key_names or {}))
         names.update({kind: name for kind, name in (key_names or {}).items() if name})
         self.key_names = {}
         for kind in self.kinds:
@@ -225,7 +228,6 @@ class KeyVaultCA(CABackend):
         self.hsm = bool(hsm) or ".managedhsm." in self.vault_url  # Managed HSM holds HSM keys only
         rsa_hash_name(rsa_algorithm)
         self.rsa_algorithm = rsa_algorithm
-        self.path = os.path.abspath(os.path.expanduser(path)) if path else None
         self.issuance_log = issuance_log
         self._pool_size = pool_size
         self._azure = azure or {}
@@ -243,6 +245,25 @@ class KeyVaultCA(CABackend):
             raise SSHKeyError("vault_url", "must be the https URL of a Key Vault or Managed HSM "
                                            "(https://NAME.vault.azure.net), not %r" % (url,))
         return url.rstrip("/")
+
+    def _recorded_names(self, given):
+        """The key names `path`/KEY_NAMES_FILE records (rotate_ca.yml writes it when it makes new CA keys and
+        moves it with the folder), so that signing follows a rotation without new options. A name given that
+        differs from the record fails: it would sign with a CA the hosts are about to drop, or never trusted."""
+        record_path = os.path.join(self.path, KEY_NAMES_FILE) if self.path else None
+        text = _read_text(record_path) if record_path else ""
+        try:
+            recorded = json.loads(text) if text.strip() else {}
+        except ValueError:
+            recorded = None
+        if not isinstance(recorded, dict) or not all(isinstance(value, str) for value in recorded.values()):
+            raise SSHKeyError(record_path, "is not a JSON object of key names ({\"user\": \"sshca-user-ca-2\", ...})")
+        for kind, name in given.items():
+            if name and recorded.get(kind) and name != recorded[kind]:
+                problem = ("%r disagrees with %s, which names the %s CA key %r since rotate_ca.yml made it: "
+                           "give that name, or none" % (name, record_path, kind, recorded[kind]))
+                raise SSHKeyError("%s_ca_key" % kind, problem)
+        return {kind: name for kind, name in recorded.items() if kind in CA_KINDS and name}
 
     def source(self, kind):
         """How errors name a CA key: its URL in the vault."""

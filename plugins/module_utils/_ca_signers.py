@@ -466,7 +466,8 @@ CUSTODY_ARGUMENT_SPEC = {}
 for _kind in CA_KINDS:
     CUSTODY_ARGUMENT_SPEC["%s_ca_passphrase" % _kind] = {
         "type": "str", "no_log": True, "fallback": (env_fallback, [PASSPHRASE_VARIABLES[_kind]])}
-    CUSTODY_ARGUMENT_SPEC["%s_ca_key" % _kind] = {"type": "str", "no_log": False, "default": "sshca-%s-ca" % _kind}
+    # No default here: unset, the CA folder's record of a rotation names the key, else sshca-<kind>-ca.
+    CUSTODY_ARGUMENT_SPEC["%s_ca_key" % _kind] = {"type": "str", "no_log": False}
 CUSTODY_ARGUMENT_SPEC["vault_url"] = {"type": "str", "fallback": (env_fallback, ["SSHCA_KEYVAULT_URL"])}
 
 

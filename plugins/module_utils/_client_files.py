@@ -15,10 +15,12 @@ A host has one such known_hosts line per trusted host CA: two while a CA rotatio
 and the new CA (`all_hosts` then sets the CA lines of every entry, keeping their patterns).
 
 A run adds or updates the hosts it names and leaves every other entry alone, so fleets enrolled
-one after the other accumulate. An entry is replaced by a host of the same name, or by one that
-now holds its address (a renamed VM, a reused public IP). Every read-modify-write happens under
-an exclusive lock (`<file>.lock`), so parallel runs on one work folder never lose each other's
-entries, and each file is replaced atomically.
+one after the other accumulate; with `exclusive` the block holds exactly the hosts named (a person's
+files follow the fleet as listed now), lines that are no entry of ours staying as they are.
+An entry is replaced by a host of the same name, or by one that now holds its address (a renamed
+VM, a reused public IP). Every read-modify-write happens under an exclusive lock (`<file>.lock`),
+so parallel runs on one work folder never lose each other's entries, and each file is replaced
+atomically.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -223,7 +225,7 @@ class FilePlan:
         self.names = []
 
 
-def plan_file(plan, block, hosts, state):
+def plan_file(plan, block, hosts, state, exclusive=False):
     text = _read(plan.path, plan.option)
     before, inside, after = split_block(text, block)
     entries = plan.parse(inside, block)
@@ -237,6 +239,9 @@ def plan_file(plan, block, hosts, state):
             del entries.named[name]
         if state == "present":
             entries.named[entry.name] = ([entry.address] if entry.address else [], plan.make_entry(entry))
+    if exclusive and state == "present":
+        for name in set(entries.named) - {entry.name for entry in hosts}:
+            del entries.named[name]
     for name in sorted(set(old) | set(entries.named)):
         if name not in entries.named:
             plan.removed.append(name)
@@ -304,7 +309,7 @@ def client_hosts_task(params, check_mode):
 
     with locked([p.path for p in plans]):
         for plan in plans:
-            plan_file(plan, block, hosts, state)
+            plan_file(plan, block, hosts, state, params.get("exclusive"))
         changed = [p for p in plans if p.new_text != p.text]
         if not check_mode:
             for plan in changed:

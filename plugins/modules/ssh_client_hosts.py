@@ -16,7 +16,8 @@ description:
     (the entry names its host). known_hosts gets an C(@cert-authority) line for the host CA, scoped to the
     host's name, address and aliases. ssh_config gets a C(Host) entry with its address and login settings.
   - Entries accumulate across runs. A run adds or updates the hosts it lists and keeps every other entry, so
-    fleets enrolled one after the other into one work folder all stay reachable.
+    fleets enrolled one after the other into one work folder all stay reachable. With O(exclusive), the block
+    holds the listed hosts only.
   - A host replaces the entry of the same name, and any entry that holds its address (a renamed VM, a
     reused public IP). O(state=absent) removes the listed hosts' entries.
   - Each file is read, changed and replaced (atomically) under an exclusive lock on C(<file>.lock), so runs in
@@ -58,6 +59,13 @@ options:
     description:
       - Also give every host already in the known_hosts block the C(@cert-authority) lines of O(host_ca_public_key),
         keeping its patterns, so a CA rotation changes the trust of the whole fleet at once.
+    type: bool
+    default: false
+  exclusive:
+    description:
+      - Remove the entries of hosts not in O(hosts) (O(state=present)), so that the block lists the fleet as
+        O(hosts) gives it now, without decommissioned hosts. Lines outside the block, and lines in it that are
+        no host entry, are kept.
     type: bool
     default: false
   config_path:
@@ -168,6 +176,7 @@ def main():
             "known_hosts_path": {"type": "path"},
             "host_ca_public_key": {"type": "str"},
             "all_hosts": {"type": "bool", "default": False},
+            "exclusive": {"type": "bool", "default": False},
             "config_path": {"type": "path"},
             "block_name": {"type": "str", "default": "sshca.azure"},
             "user": {"type": "str"},

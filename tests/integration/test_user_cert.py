@@ -66,6 +66,25 @@ def test_user_cert_writes_the_client_files_check_apply_idempotent_and_refuses_th
                            text=True, check=True).stdout
     assert 'Key ID: "alice"' in shown and "grp:web" in shown
 
+    # web-1 is decommissioned: the listing now returns web-2 alone. Its entries go from both files; what
+    # alice wrote herself stays; the same fleet again changes nothing.
+    own_host_line = "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwnOwnOwnOwnOwnOwnOwnOwnOwnOwnOwnOwnOwnOwn"
+    with (alice / "known_hosts").open("a") as known_hosts:
+        known_hosts.write(own_host_line + "\n")
+    with (alice / "ssh_config").open("a") as ssh_config:
+        ssh_config.write("Host own-box\n    HostName 127.0.0.249\n")
+    now = dict(variables, sshca_hosts=[{"name": "web-2", "address": "127.0.0.251"}])
+    for changed in (True, False):
+        run = run_playbook("user_cert.yml", now, tmp_path)
+        assert run.rc == 0 and (run.changed("localhost") > 0) is changed, run.output[-3000:]
+    for client_file in ("known_hosts", "ssh_config"):
+        text = (alice / client_file).read_text()
+        assert "web-1" not in text and "127.0.0.250" not in text and "sshca.azure-user:web-2" in text, client_file
+    assert own_host_line in (alice / "known_hosts").read_text().splitlines()
+    own_box = subprocess.run(["ssh", "-G", "-F", str(alice / "ssh_config"), "own-box"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+    assert "hostname 127.0.0.249" in own_box
+
     # The admin principal: one line naming it, nothing written.
     mallory = tmp_path / "mallory"
     refused = run_playbook("user_cert.yml", person_vars(work, mallory, ["grp:web", "sshca-admin"], sshca_hosts=hosts),

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ansible_collections.sshca.azure.plugins.module_utils._ca_keyvault import IdentityRecorder
+from ansible_collections.sshca.azure.plugins.module_utils._ca_keyvault import IdentityRecorder, KeyVaultCA
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (
     CASigner,
     FileCA,
@@ -277,3 +277,30 @@ def test_the_signing_identity_comes_from_the_vault_token(claims, identity):
     recorder = IdentityRecorder(FakeCredential(claims))
     assert recorder.get_token("https://vault.azure.net/.default").token.count(".") == 2
     assert recorder.identity() == identity
+
+
+VAULT = "https://sshca-test.vault.azure.net"
+
+
+@pytest.mark.parametrize("record, given, names", [
+    (None, {}, {"host": "sshca-host-ca", "user": "sshca-user-ca", "admin": "sshca-admin-ca"}),
+    (None, {"user": "mine"}, {"host": "sshca-host-ca", "user": "mine", "admin": "sshca-admin-ca"}),
+    ({"host": "h-2", "user": "u-2", "admin": "a-2"}, {}, {"host": "h-2", "user": "u-2", "admin": "a-2"}),
+    ({"host": "h-2", "user": "u-2", "admin": "a-2"}, {"user": "u-2"}, {"host": "h-2", "user": "u-2", "admin": "a-2"}),
+])
+def test_key_vault_ca_names_follow_the_rotation_record_in_the_ca_folder(tmp_path, record, given, names):
+    if record is not None:
+        (tmp_path / "keyvault_keys.json").write_text(json.dumps(record))
+    assert KeyVaultCA(VAULT, key_names=given, path=str(tmp_path)).key_names == names
+
+
+@pytest.mark.parametrize("record, message", [
+    ('{"user": "u-2"}', "user_ca_key: 'sshca-user-ca' disagrees with {folder}/keyvault_keys.json, which names the "
+                        "user CA key 'u-2' since rotate_ca.yml made it: give that name, or none"),
+    ("[1]", '{folder}/keyvault_keys.json: is not a JSON object of key names ({{"user": "sshca-user-ca-2", ...}})'),
+])
+def test_a_key_name_against_the_rotation_record_fails_in_one_line(tmp_path, record, message):
+    (tmp_path / "keyvault_keys.json").write_text(record)
+    with pytest.raises(SSHKeyError) as failure:
+        KeyVaultCA(VAULT, key_names={"user": "sshca-user-ca"}, path=str(tmp_path))
+    assert str(failure.value) == message.format(folder=tmp_path)

@@ -101,6 +101,18 @@ def test_lines_outside_the_block_and_foreign_lines_in_it_are_kept(work):
     assert len(ca_lines_for(work, "old")) == 1 and len(ca_lines_for(work, "pa")) == 1
 
 
+def test_exclusive_keeps_the_listed_hosts_only_and_every_line_not_ours(work):
+    Path(work["config_path"]).write_text("Host mine\n    HostName 127.0.0.9\n")
+    run(work, [PA, PB])
+    exclusive = dict(work, exclusive=True)
+    for check in (True, False):
+        pruned = run(exclusive, [PB], check=check)
+        assert pruned["changed"] and pruned["known_hosts"]["removed"] == pruned["ssh_config"]["removed"] == ["pa"]
+    assert ca_lines_for(work, "pa") == ca_lines_for(work, "10.0.1.4") == [] and len(ca_lines_for(work, "pb")) == 1
+    assert resolved(work, "pa")["hostname"] == "pa" and resolved(work, "mine")["hostname"] == "127.0.0.9"
+    assert not run(exclusive, [PB])["changed"]
+
+
 def _add_one(args):
     work, index = args
     client_hosts_task(dict(work, hosts=[{"name": f"h{index}", "address": f"127.0.1.{index}"}], state="present"),
