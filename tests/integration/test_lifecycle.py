@@ -185,13 +185,15 @@ def check_expiry(host: hosts.Host) -> tuple[subprocess.CompletedProcess, list[di
     started = host.exec("systemctl", "start", EXPIRY_UNIT, check=False)
     invocation = host.exec("systemctl", "show", "-p", "InvocationID", "--value", EXPIRY_UNIT).stdout.strip()
     records = []
-    for _attempt in range(20):  # the service's output reaches the journal a moment after it exits
+    # The service's output reaches the journal after it exits: moments when idle, seconds on a busy machine.
+    deadline = time.monotonic() + 60
+    while not records and time.monotonic() < deadline:
+        host.exec("journalctl", "--sync", check=False)
         shown = host.exec("journalctl", "-o", "json", f"_SYSTEMD_INVOCATION_ID={invocation}",
                           "SYSLOG_IDENTIFIER=sshca-host-cert-check").stdout
         records = [json.loads(line) for line in shown.splitlines() if line.strip()]
-        if records:
-            break
-        time.sleep(0.25)
+        if not records:
+            time.sleep(0.5)
     return started, records, json.loads(host.exec("cat", EXPIRY_STATUS).stdout)
 
 
