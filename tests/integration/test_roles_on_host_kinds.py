@@ -232,3 +232,66 @@ def test_failed_lockout_rolls_back_and_names_what_was_refused(lab_host_factory, 
                                                          "--no-legend").stdout, case
         if host.ssh_activation == "socket":
             assert_socket_serves_sshd(host)
+
+
+PROOF_PLAY = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Only the lockout's proof, against the host as it stands
+      ansible.builtin.include_role:
+        name: sshca.azure.key_lockout
+        tasks_from: prove.yml
+      vars:
+        key_lockout_certificate_key: {certificate_key}
+        key_lockout_bootstrap_key: {bootstrap_key}
+"""
+
+
+def test_lockout_proof_refuses_a_host_that_still_takes_a_key_or_a_password(lab_host_factory, tmp_path):
+    """The proof that confirms a lockout, attacked on its own: real sshd admitting the certificate
+    is not enough while it still takes the bootstrap key, or still offers password logins. Only
+    once both are closed does the one proving connection pass."""
+    bootstrap = make_keypair(tmp_path, "bootstrap", "rsa")
+    admin = make_keypair(tmp_path, "admin")
+    ca = make_keypair(tmp_path, "ca")
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca.private), "-I", "admin", "-n", "azureuser",
+                    "-V", "-5m:+1h", str(admin.public)], check=True)
+    host = lab_host_factory([bootstrap.public_text])
+    host.exec("sh", "-c", f"echo '{ca.public_text.strip()}' > /etc/ssh/proof_ca.pub"
+              " && echo 'TrustedUserCAKeys /etc/ssh/proof_ca.pub' > /etc/ssh/sshd_config.d/20-proof-ca.conf"
+              " && systemctl reload ssh.service")
+    (tmp_path / "inventory.yml").write_text(json.dumps({"all": {"hosts": {host.name: {
+        "ansible_host": host.address, "ansible_connection": "local"}}}}))
+    playbook = tmp_path / "prove.yml"
+    playbook.write_text(PROOF_PLAY.replace("{certificate_key}", str(admin.private))
+                        .replace("{bootstrap_key}", str(bootstrap.private)))
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(bootstrap.public)], capture_output=True, text=True,
+                                 check=True).stdout.split()[1]
+
+    def prove() -> subprocess.CompletedProcess:
+        return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i",
+                               str(tmp_path / "inventory.yml"), str(playbook)], capture_output=True, text=True,
+                              env=collection_env(), cwd=tmp_path, timeout=300, check=False)
+
+    # Keys still open: sshd takes the bootstrap key, offered first, and never sees the certificate.
+    run = prove()
+    assert run.returncode != 0
+    accepted = rf"\({re.escape(str(bootstrap.private))} RSA {re.escape(fingerprint)}.*\)"
+    assert re.search(rf"key_lockout on {host.name}: a key was accepted without a certificate {accepted}: key logins"
+                     " are still open", run.stdout), run.stdout[-3000:]
+
+    # Keys closed, but passwords on (in a drop-in that sorts first, as a cloud image's might).
+    host.exec("sh", "-c", "printf 'AuthorizedKeysFile none\\nPasswordAuthentication yes\\n'"
+              " > /etc/ssh/sshd_config.d/01-passwords.conf && systemctl reload ssh.service")
+    run = prove()
+    assert run.returncode != 0
+    assert f"key_lockout on {host.name}: sshd still offers password, not only publickey" in run.stdout, \
+        run.stdout[-3000:]
+
+    # Both closed: the bootstrap key refused, then the certificate admitted, in one connection.
+    host.exec("sh", "-c", "sed -i 's/^PasswordAuthentication yes/PasswordAuthentication no/'"
+              " /etc/ssh/sshd_config.d/01-passwords.conf && systemctl reload ssh.service")
+    run = prove()
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert login(host, bootstrap.private).returncode == 255
