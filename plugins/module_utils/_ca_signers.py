@@ -534,7 +534,8 @@ def issuance_log_path(params):
 
 
 def certificate_from_params(module):
-    """Run ssh_cert: only the signing CA is unlocked; the certificate is logged before it is written."""
+    """Run ssh_cert: only the signing CA is unlocked, once for all the certificates of the call (the
+    backend caches its signer); each certificate is logged before it is written."""
     params = dict(module.params)
     try:
         kind = signing_ca(params)
@@ -552,7 +553,7 @@ def certificate_from_params(module):
     result = certificate_task(params, ca, module.check_mode)
     result["ca"] = kind
     result["ca_backend"] = ca.name
-    if result["resigned"] and not module.check_mode:
+    if result["changed"] and not module.check_mode:
         result["audit_log"] = log.path
     result.update({"ca_%s" % name: value for name, value in ca.describe(kind).items() if name != "path"})
     return result

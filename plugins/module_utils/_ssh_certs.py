@@ -495,15 +495,15 @@ def decide(existing, spec, ca_public_key, validity, now, policy="partial_idempot
     return Decision(True, "; ".join(reasons))
 
 
-# --- a certificate file (ssh_cert) ------------------------------------------------------------
+# --- certificate files (ssh_cert) -----------------------------------------------------------
 
 
-def read_certificate_file(path):
+def read_certificate_file(path, source="path"):
     """The certificate at `path`: a Certificate, None if absent, or the SSHKeyError that reading it gave."""
     if not os.path.exists(path):
         return None
     if os.path.isdir(path):
-        raise CertificateError("path", "%s is a folder, not a file" % path)
+        raise CertificateError(source, "%s is a folder, not a file" % path)
     try:
         with open(path, "rb") as stream:
             return read_certificate(stream.read(), path)
@@ -511,69 +511,161 @@ def read_certificate_file(path):
         return exc
 
 
-def certificate_task(params, ca, check_mode, now=None):
-    """Sign (or keep) the certificate that `params` (ssh_cert's options) describe.
+def _read_public_key_file(path):
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except (IOError, OSError) as exc:
+        raise CertificateError("public_key_path", "cannot read %s: %s" % (path, exc.strerror)) from None
+    return parse_public_key(data, path)
 
-    Everything is checked before anything is written; returns the module result.
+
+def certificate_targets(params):
+    """(public key, absolute path, the path's option name) of each certificate ssh_cert's options ask for.
+
+    One (`public_key` or `public_key_path`, and `path`), or one per item of `certificates`; every key
+    is parsed and every path checked here, before the CA is touched or anything is written.
     """
-    now = int(time.time()) if now is None else now
-    cert_type = params["type"]
-    if params.get("public_key"):
-        public_key = parse_public_key(params["public_key"], "public_key")
-    elif params.get("public_key_path"):
-        source = params["public_key_path"]
-        try:
-            with open(source, "rb") as stream:
-                data = stream.read()
-        except (IOError, OSError) as exc:
-            raise CertificateError("public_key_path", "cannot read %s: %s" % (source, exc.strerror)) from None
-        public_key = parse_public_key(data, source)
+    items = params.get("certificates")
+    if items is None:
+        if params.get("public_key"):
+            public_key = parse_public_key(params["public_key"], "public_key")
+        elif params.get("public_key_path"):
+            public_key = _read_public_key_file(params["public_key_path"])
+        else:
+            raise CertificateError("public_key", "give public_key or public_key_path")
+        targets = [(public_key, params.get("path"), "path")]
     else:
-        raise CertificateError("public_key", "give public_key or public_key_path")
-    path = os.path.abspath(params["path"])
-    if not os.path.isdir(os.path.dirname(path)):
-        raise CertificateError("path", "folder %s does not exist" % os.path.dirname(path))
+        for single in ("public_key", "public_key_path", "path"):
+            if params.get(single):
+                raise CertificateError(single, "give it in each item of certificates, not beside them")
+        if not isinstance(items, list) or not items:
+            raise CertificateError("certificates", "give a list of at least one {public_key, path}")
+        if params.get("serial") is not None and len(items) > 1:
+            raise CertificateError("serial", "cannot be given for %d certificates: they would share it, and a KRL "
+                                             "revoking one by serial would revoke them all" % len(items))
+        targets = []
+        for index, item in enumerate(items):
+            name = "certificates[%d]." % index
+            if not isinstance(item, dict) or not item.get("public_key"):
+                raise CertificateError(name + "public_key", "is required")
+            targets.append((parse_public_key(item["public_key"], name + "public_key"), item.get("path"), name + "path"))
+    checked, seen = [], {}
+    for public_key, path, source in targets:
+        if not path:
+            raise CertificateError(source, "is required")
+        path = os.path.abspath(path)
+        if not os.path.isdir(os.path.dirname(path)):
+            raise CertificateError(source, "folder %s does not exist" % os.path.dirname(path))
+        if path in seen:
+            raise CertificateError(source, "%s is also %s: each certificate needs its own file" % (path, seen[path]))
+        seen[path] = source
+        checked.append((public_key, path, source))
+    return checked
+
+
+@dataclass
+class CertificatePlan:
+    """One certificate file: what is there, what is asked for, and whether it is (re-)signed."""
+
+    path: str
+    existing: object  # a Certificate, None (absent) or the SSHKeyError reading it gave
+    spec: CertSpec
+    decision: Decision
+    certificate: object = None  # the Certificate kept or signed; None until a new one is signed
+
+    def result(self):
+        """The fields ssh_cert returns for this certificate."""
+        shown = self.certificate or self.spec
+        result = {
+            "resigned": self.decision.resign,
+            "reason": self.decision.reason,
+            "path": self.path,
+            "type": shown.cert_type,
+            "serial": shown.serial,
+            "key_id": shown.key_id,
+            "principals": list(shown.principals),
+            "valid_after": format_time(shown.valid_after),
+            "valid_before": format_time(shown.valid_before),
+        }
+        if self.certificate is not None:
+            result["certificate"] = self.certificate.openssh()
+        return result
+
+    def diff(self):
+        existing, certificate = self.existing, self.certificate
+        before = existing.openssh() + "\n" if isinstance(existing, Certificate) else ""
+        after = certificate.openssh() + "\n" if certificate is not None else "(a new certificate)\n"
+        return {"before": _summary(existing) + before, "after": _summary(certificate or self.spec) + after}
+
+
+def plan_certificates(params, ca, now):
+    """A CertificatePlan per certificate asked for; each one decided before any is signed."""
+    cert_type = params["type"]
+    targets = certificate_targets(params)
     validity = resolve_validity(cert_type, now, params.get("valid_for"), params.get("valid_from"),
                                 params.get("valid_to"))
-    existing = read_certificate_file(path)
-    serial = params.get("serial")
-    if serial is None and isinstance(existing, Certificate):
-        serial = existing.serial  # the random serial stays put unless a re-sign happens
-    spec = make_spec(cert_type, public_key, params.get("principals"), validity, serial, params.get("key_id"),
-                     params.get("critical_options"), params.get("extensions"))
+    serial_given = params.get("serial") is not None
+    asked = []
+    for public_key, path, source in targets:
+        existing = read_certificate_file(path, source)
+        serial = params.get("serial")
+        if serial is None and isinstance(existing, Certificate):
+            serial = existing.serial  # the random serial stays put unless a re-sign happens
+        asked.append((path, existing, make_spec(cert_type, public_key, params.get("principals"), validity, serial,
+                                                params.get("key_id"), params.get("critical_options"),
+                                                params.get("extensions"))))
     ca_kind = params.get("ca") or cert_type  # the admin CA signs user certificates too
     # The CA's public key decides; its private key (a slow passphrase KDF) is opened only to sign.
     ca_public_key = ca.public_key(ca_kind) or ca.signer(ca_kind).public_key  # signer() names a missing CA
-    decision = decide(existing, spec, ca_public_key, validity, now, params.get("regenerate") or
-                      "partial_idempotence", serial_given=params.get("serial") is not None, source=path)
-    certificate = existing if not decision.resign else None
-    if decision.resign:
-        if params.get("serial") is None and isinstance(existing, Certificate):
-            spec = make_spec(cert_type, public_key, spec.principals, validity, None, spec.key_id,
+    plans = []
+    for path, existing, spec in asked:
+        decision = decide(existing, spec, ca_public_key, validity, now, params.get("regenerate") or
+                          "partial_idempotence", serial_given=serial_given, source=path)
+        if not decision.resign:
+            plans.append(CertificatePlan(path, existing, spec, decision, existing))
+            continue
+        if not serial_given and isinstance(existing, Certificate):
+            spec = make_spec(cert_type, spec.public_key, spec.principals, validity, None, spec.key_id,
                              dict(spec.critical_options), spec.extensions)  # a new certificate, a new serial
-        signer = ca.signer(ca_kind)  # also in check mode: a wrong passphrase fails either way
-        if not check_mode:
-            certificate = signer.sign_certificate(spec)
-            atomic_write(path, certificate.openssh() + "\n", 0o644)
-    shown = certificate or spec
-    result = {
-        "changed": decision.resign,
-        "resigned": decision.resign,
-        "reason": decision.reason,
-        "path": path,
-        "type": shown.cert_type,
-        "serial": shown.serial,
-        "key_id": shown.key_id,
-        "principals": list(shown.principals),
-        "valid_after": format_time(shown.valid_after),
-        "valid_before": format_time(shown.valid_before),
+        plans.append(CertificatePlan(path, existing, spec, decision))
+    return plans
+
+
+def sign_and_write(plans, ca, ca_kind, check_mode):
+    """Sign every certificate the plans re-sign, with one signer, then write them all."""
+    due = [plan for plan in plans if plan.decision.resign]
+    if not due:
+        return
+    signer = ca.signer(ca_kind)  # also in check mode: a wrong passphrase fails either way
+    if check_mode:
+        return
+    for plan in due:  # all signed before any is written: a signing failure leaves every file as it was
+        plan.certificate = signer.sign_certificate(plan.spec)
+    for plan in due:
+        atomic_write(plan.path, plan.certificate.openssh() + "\n", 0o644)
+
+
+def certificate_task(params, ca, check_mode, now=None):
+    """Sign (or keep) the certificates `params` (ssh_cert's options) describe; returns the module result.
+
+    The single form (`public_key`/`public_key_path` and `path`) returns that certificate's fields;
+    `certificates` returns them per item, in order, under `certificates`, with one diff per item.
+    Everything is checked and decided before the CA is unlocked and anything is written.
+    """
+    now = int(time.time()) if now is None else now
+    plans = plan_certificates(params, ca, now)
+    sign_and_write(plans, ca, params.get("ca") or params["type"], check_mode)
+    if params.get("certificates") is None:
+        result = {"changed": plans[0].decision.resign}
+        result.update(plans[0].result())
+        result["diff"] = plans[0].diff()
+        return result
+    return {
+        "changed": any(plan.decision.resign for plan in plans),
+        "certificates": [plan.result() for plan in plans],
+        "diff": [dict(plan.diff(), before_header=plan.path, after_header=plan.path) for plan in plans],
     }
-    if certificate is not None:
-        result["certificate"] = certificate.openssh()
-    before = existing.openssh() + "\n" if isinstance(existing, Certificate) else ""
-    after = certificate.openssh() + "\n" if certificate is not None else "(a new certificate)\n"
-    result["diff"] = {"before": _summary(existing) + before, "after": _summary(shown) + after}
-    return result
 
 
 def _summary(cert):

@@ -17,6 +17,9 @@ description:
     machine running the module. Only the signing CA is unlocked.
   - With O(ca_backend=azure_keyvault) the certificate is built here and Key Vault signs its digest with the CA
     key, which never leaves the vault. The result names the key version that signed.
+  - With O(certificates), several keys (say a host's ed25519, ECDSA and RSA host keys) are signed in one call,
+    sharing every other option; the CA is unlocked once for them all. Every item is checked before the CA is
+    unlocked or anything is written.
   - Every certificate signed is first recorded in the issuance log O(audit_log).
   - Idempotent by a named policy, O(regenerate). With the default, an existing certificate is kept until its
     key, CA, type, principals, key id, options, extensions, fixed times or explicit serial change, or until
@@ -31,7 +34,9 @@ extends_documentation_fragment:
   - sshca.azure._azure
 attributes:
   diff_mode:
-    details: The diff shows the old and new certificate and a one-line summary of each.
+    details:
+      - The diff shows the old and new certificate and a one-line summary of each.
+      - With O(certificates), one diff per item, headed by its path.
   idempotent:
     details: A certificate is re-signed only for the reasons O(regenerate) names; RV(reason) says which.
 options:
@@ -41,15 +46,36 @@ options:
     choices: [host, user]
     required: true
   public_key:
-    description: The public key to certify, as an OpenSSH line or RFC 4716 text. Exclusive with O(public_key_path).
+    description:
+      - The public key to certify, as an OpenSSH line or RFC 4716 text.
+      - Exactly one of O(public_key), O(public_key_path) and O(certificates) is required.
     type: str
   public_key_path:
-    description: File holding the public key to certify. Exclusive with O(public_key).
+    description: File holding the public key to certify. Exclusive with O(public_key) and O(certificates).
     type: path
   path:
-    description: Where the certificate is written (OpenSSH one-line form, mode 0644).
+    description:
+      - Where the certificate is written (OpenSSH one-line form, mode 0644).
+      - Required with O(public_key) or O(public_key_path); exclusive with O(certificates).
     type: path
-    required: true
+  certificates:
+    description:
+      - Several certificates to sign in one call, each from its own public key into its own file; every other
+        option applies to each of them. Exclusive with O(public_key), O(public_key_path) and O(path).
+      - The paths must differ. O(serial) is refused with more than one item, since certificates sharing a
+        serial would all be revoked by a KRL entry for one.
+      - A bad item fails the task naming it (C(certificates[2].public_key)), and nothing is written.
+    type: list
+    elements: dict
+    suboptions:
+      public_key:
+        description: The public key to certify, as an OpenSSH line or RFC 4716 text.
+        type: str
+        required: true
+      path:
+        description: Where its certificate is written (OpenSSH one-line form, mode 0644).
+        type: path
+        required: true
   principals:
     description:
       - Host names and addresses (host certificates) or user names (user certificates) the certificate is
@@ -76,6 +102,7 @@ options:
     description:
       - Certificate serial number (0 to 2^64-1). Default is a random 64-bit number, chosen when the
         certificate is signed and kept as long as it is not re-signed.
+      - Not with more than one item of O(certificates).
     type: int
   key_id:
     description:
@@ -98,7 +125,7 @@ options:
     elements: str
   regenerate:
     description:
-      - When an existing certificate at O(path) is re-signed.
+      - When an existing certificate at O(path) (or at each item's path) is re-signed.
       - V(never) keeps any readable existing certificate.
       - V(fail) fails when the certificate would be re-signed, saying why.
       - V(partial_idempotence) re-signs when the public key, CA, type, principals, key id, critical options,
@@ -125,6 +152,26 @@ EXAMPLES = r"""
     principals:
       - "{{ inventory_hostname }}"
       - "{{ ansible_host }}"
+
+- name: Certificates for all three of a VM's host keys, with one unlock of the host CA
+  sshca.azure.ssh_cert:
+    type: host
+    ca_path: /etc/sshca/ca
+    host_ca_passphrase: "{{ vault_host_ca_passphrase }}"
+    certificates:
+      - public_key: "ssh-ed25519 {{ ansible_facts.ssh_host_key_ed25519_public }}"
+        path: "{{ cert_dir }}/ssh_host_ed25519_key-cert.pub"
+      - public_key: >-
+          {{ ansible_facts.ssh_host_key_ecdsa_public_keytype }} {{ ansible_facts.ssh_host_key_ecdsa_public }}
+        path: "{{ cert_dir }}/ssh_host_ecdsa_key-cert.pub"
+      - public_key: "ssh-rsa {{ ansible_facts.ssh_host_key_rsa_public }}"
+        path: "{{ cert_dir }}/ssh_host_rsa_key-cert.pub"
+    principals:
+      - "{{ inventory_hostname }}"
+      - "{{ ansible_host }}"
+  vars:
+    cert_dir: "/var/lib/sshca/{{ inventory_hostname }}"
+  delegate_to: localhost
 
 - name: A 16-hour user certificate for a person (only the user CA's passphrase is needed)
   sshca.azure.ssh_cert:
@@ -171,52 +218,72 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+certificates:
+  description:
+    - One entry per item of O(certificates), in order, each with the keys the single form returns at the top
+      level, RV(path), RV(certificate) (when one exists), RV(type), RV(serial), RV(key_id), RV(principals),
+      RV(valid_after), RV(valid_before), RV(resigned) and RV(reason).
+    - The task is changed when any of them is (in check mode, would be) re-signed.
+  returned: with O(certificates)
+  type: list
+  elements: dict
+  sample:
+    - path: /var/lib/sshca/vm1/ssh_host_ed25519_key-cert.pub
+      certificate: ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t...
+      type: host
+      serial: 12391315337200603786
+      key_id: host:vm1
+      principals: [vm1, 127.0.0.20]
+      valid_after: "2026-11-25T21:54:34Z"
+      valid_before: "2026-12-25T22:00:00Z"
+      resigned: true
+      reason: no certificate yet
 path:
   description: Path of the certificate.
-  returned: always
+  returned: without O(certificates)
   type: str
 certificate:
   description: The certificate (OpenSSH line). Not returned in check mode when a new one would be signed.
-  returned: when a certificate exists
+  returned: without O(certificates), when a certificate exists
   type: str
 type:
   description: Certificate type.
-  returned: always
+  returned: without O(certificates)
   type: str
   sample: user
 serial:
   description: Serial number.
-  returned: always
+  returned: without O(certificates)
   type: int
   sample: 12391315337200603786
 key_id:
   description: Key identity.
-  returned: always
+  returned: without O(certificates)
   type: str
   sample: alice@example.com
 principals:
   description: Principals.
-  returned: always
+  returned: without O(certificates)
   type: list
   elements: str
   sample: [alice]
 valid_after:
   description: Start of validity, ISO 8601 UTC (C(always) for no start).
-  returned: always
+  returned: without O(certificates)
   type: str
   sample: "2026-11-25T21:54:34Z"
 valid_before:
   description: End of validity, ISO 8601 UTC (C(forever) for no end).
-  returned: always
+  returned: without O(certificates)
   type: str
   sample: "2026-11-26T13:59:34Z"
 resigned:
   description: Whether the certificate was (in check mode, would be) signed anew.
-  returned: always
+  returned: without O(certificates)
   type: bool
 reason:
   description: Why it was re-signed, or why not.
-  returned: always
+  returned: without O(certificates)
   type: str
   sample: less than a third of its life left (17000s of 57900s)
 ca:
@@ -240,7 +307,7 @@ ca_key_version:
   type: str
   sample: 7f2090ddc3f7483499e9a9fbb4b5962b
 audit_log:
-  description: The issuance log the new certificate was recorded in.
+  description: The issuance log the new certificates were recorded in.
   returned: when a certificate was signed
   type: str
   sample: /home/alice/.sshca/ca/issued.jsonl
@@ -265,7 +332,11 @@ def main():
         "type": {"type": "str", "required": True, "choices": ["host", "user"]},
         "public_key": {"type": "str", "no_log": False},
         "public_key_path": {"type": "path"},
-        "path": {"type": "path", "required": True},
+        "path": {"type": "path"},
+        "certificates": {"type": "list", "elements": "dict", "options": {
+            "public_key": {"type": "str", "required": True, "no_log": False},
+            "path": {"type": "path", "required": True},
+        }},
         "principals": {"type": "list", "elements": "str", "required": True},
         "valid_for": {"type": "str"},
         "valid_from": {"type": "str"},
@@ -278,8 +349,9 @@ def main():
     })
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[("public_key", "public_key_path"), ("valid_for", "valid_to")],
-        required_one_of=[("public_key", "public_key_path")],
+        mutually_exclusive=[("public_key", "public_key_path"), ("public_key", "certificates"),
+                            ("public_key_path", "certificates"), ("path", "certificates"), ("valid_for", "valid_to")],
+        required_one_of=[("public_key", "public_key_path", "certificates"), ("path", "certificates")],
         required_if=CA_REQUIRED_IF,
         supports_check_mode=True,
     )

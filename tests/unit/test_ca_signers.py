@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from ansible_collections.sshca.azure.plugins.module_utils._ca_keyvault import IdentityRecorder, KeyVaultCA
 from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import (
+    CABackend,
     CASigner,
     FileCA,
     KeySigner,
 )
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
     assemble_certificate,
+    certificate_task,
     certificate_tbs,
     make_spec,
     read_certificate,
@@ -31,7 +33,7 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import (
     public_key_of,
 )
 from azure.core.credentials import AccessToken
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     SSHCertificateBuilder,
     SSHCertificateType,
@@ -255,6 +257,41 @@ def test_a_signer_that_only_signs_bytes_makes_valid_certificates(tmp_path):
     assert read_certificate(cert.openssh()) == cert
     nonce = load_ssh_public_identity(cert.openssh().encode()).nonce
     assert len(nonce) == 32 and signer.calls[0].startswith(b"\x00\x00\x00\x20ssh-ed25519-cert-v01@openssh.com")
+
+
+class RemoteCA(CABackend):
+    """Stands in for the Key Vault backend: the CA's public key comes without a sign, signing is remote."""
+
+    name = "remote"
+
+    def __init__(self, signer):
+        self.remote = signer
+
+    def plan(self):
+        return []
+
+    def ensure(self):
+        return []
+
+    def signer(self, kind):
+        return self.remote
+
+    def public_key(self, kind):
+        return self.remote.public_key
+
+
+def test_several_certificates_cost_one_remote_sign_each_and_none_when_kept(tmp_path):
+    ca = RemoteCA(RemoteSigner(ec.generate_private_key(ec.SECP256R1())))  # Key Vault has EC keys, no Ed25519
+    keys = [make_keypair(tmp_path, f"k{n}", kind).public_text for n, kind in enumerate(("ed25519", "ecdsa"))]
+    params = {"type": "user", "principals": ["deploy"], "certificates": [
+        {"public_key": key, "path": str(tmp_path / f"k{n}-cert.pub")} for n, key in enumerate(keys)]}
+    signed = certificate_task(params, ca, False, now=NOW)["certificates"]
+    assert len(ca.remote.calls) == 2
+    for entry, key in zip(signed, keys, strict=True):
+        cert = read_certificate(Path(entry["path"]).read_text())  # the remote signature verifies
+        assert cert.signing_ca == ca.remote.public_key and cert.public_key == parse_public_key(key)
+    assert not certificate_task(params, ca, False, now=NOW + 60)["changed"]
+    assert len(ca.remote.calls) == 2
 
 
 class FakeCredential:

@@ -5,16 +5,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
+import json
 import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import FileCA
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.sshca.azure.plugins.module_utils import _ca_signers
+from ansible_collections.sshca.azure.plugins.module_utils._ca_signers import FileCA, IssuanceLog
 from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
     CLOCK_SKEW_SECONDS,
     CertificateError,
+    certificate_task,
     decide,
     make_spec,
     parse_duration,
@@ -22,7 +28,8 @@ from ansible_collections.sshca.azure.plugins.module_utils._ssh_certs import (
     read_certificate,
     resolve_validity,
 )
-from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import parse_public_key
+from ansible_collections.sshca.azure.plugins.module_utils._ssh_keys import SSHKeyError, parse_public_key
+from ansible_collections.sshca.azure.plugins.modules import ssh_cert
 
 from conftest import make_keypair
 
@@ -276,3 +283,162 @@ def test_fixed_window_is_not_renewed_in_a_loop(signed):
     _ca, _key, _spec, cert = signed
     window = {"valid_from": f"@{cert.valid_after}", "valid_to": f"@{cert.valid_before}", "valid_for": None}
     assert ask(signed, now=NOW + 20 * 3600, **window).resign is False
+
+
+# --- several certificates in one call (ssh_cert's certificates option) ------------------------
+
+HOST_PRINCIPALS = ["vm1.example", "127.0.0.9"]
+
+
+@pytest.fixture(scope="module")
+def host_keys(tmp_path_factory) -> dict:
+    """A host CA (encrypted, as in production) and a host's three host keys, made once."""
+    root = tmp_path_factory.mktemp("host")
+    FileCA(str(root / "ca"), passphrase="ca-pass", kinds=("host",)).ensure()
+    pairs = [make_keypair(root, f"ssh_host_{kind}_key", kind) for kind in ("ed25519", "ecdsa", "rsa")]
+    return {"ca_path": str(root / "ca"), "keys": [pair.public_text for pair in pairs]}
+
+
+@pytest.fixture
+def unlocks(monkeypatch) -> list:
+    """Every CA private key opened (each open is a passphrase KDF)."""
+    opened = []
+    real = _ca_signers.load_private_key
+
+    def counting(data, passphrase, source):
+        opened.append(source)
+        return real(data, passphrase, source)
+
+    monkeypatch.setattr(_ca_signers, "load_private_key", counting)
+    return opened
+
+
+def sign_batch(host_keys, out: Path, items=None, check_mode=False, **options) -> dict:
+    """certificate_task as ssh_cert runs it: a fresh CA backend per call, its issuance log attached."""
+    params = {"type": "host", "principals": HOST_PRINCIPALS, "key_id": "host:vm1", "regenerate": "partial_idempotence"}
+    params["certificates"] = items if items is not None else [
+        {"public_key": key, "path": str(out / f"key{n}-cert.pub")} for n, key in enumerate(host_keys["keys"])]
+    params.update(options)
+    log = IssuanceLog(str(out / "issued.jsonl"))
+    ca = FileCA(host_keys["ca_path"], passphrase="ca-pass", kinds=("host",), issuance_log=log)
+    return certificate_task(params, ca, check_mode, now=NOW)
+
+
+def test_one_call_signs_a_hosts_three_keys_with_one_unlock(host_keys, tmp_path, unlocks):
+    checked = sign_batch(host_keys, tmp_path, check_mode=True)
+    assert checked["changed"] and [entry["resigned"] for entry in checked["certificates"]] == [True] * 3
+    assert not list(tmp_path.iterdir()), "check mode wrote something"
+    assert len(unlocks) == 1, "check mode opens the CA once, to prove the passphrase"
+
+    applied = sign_batch(host_keys, tmp_path)
+    assert applied["changed"] and len(unlocks) == 2, "the three certificates took more than one unlock"
+    entries = applied["certificates"]
+    assert [entry["path"] for entry in entries] == [str(tmp_path / f"key{n}-cert.pub") for n in range(3)]
+    assert len({entry["serial"] for entry in entries}) == 3
+    for entry, key in zip(entries, host_keys["keys"], strict=True):
+        listing = keygen_list(Path(entry["path"]))
+        assert "host certificate" in listing and 'Key ID: "host:vm1"' in listing
+        assert f"Serial: {entry['serial']}" in listing
+        assert re.search(r"Principals: \n\s+vm1\.example\n\s+127\.0\.0\.9\n", listing)
+        assert parse_public_key(key).fingerprint() in listing  # each file certifies its own key
+        assert Path(entry["path"]).read_text() == entry["certificate"] + "\n"
+    logged = [json.loads(line) for line in (tmp_path / "issued.jsonl").read_text().splitlines()]
+    fingerprints = [parse_public_key(key).fingerprint() for key in host_keys["keys"]]
+    assert [(line["serial"], line["public_key_fingerprint"]) for line in logged] == [
+        (entry["serial"], fingerprint) for entry, fingerprint in zip(entries, fingerprints, strict=True)]
+
+    written = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    for check_mode in (True, False):
+        again = sign_batch(host_keys, tmp_path, check_mode=check_mode)
+        assert not again["changed"]
+        assert [entry["serial"] for entry in again["certificates"]] == [entry["serial"] for entry in entries]
+        assert [entry["reason"] for entry in again["certificates"]] == ["certificate is up to date"] * 3
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == written
+    assert len(unlocks) == 2, "a run that signs nothing opened the CA"
+
+
+def test_a_ca_without_its_public_key_file_is_still_unlocked_once(host_keys, tmp_path, unlocks):
+    """Without host_ca.pub, deciding needs the private key too: the signer opened then is the one that signs."""
+    ca_copy = tmp_path / "ca"
+    ca_copy.mkdir()
+    (ca_copy / "host_ca").write_bytes((Path(host_keys["ca_path"]) / "host_ca").read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    assert sign_batch(dict(host_keys, ca_path=str(ca_copy)), out)["changed"]
+    assert unlocks == [str(ca_copy / "host_ca")]
+
+
+def test_each_entry_has_the_fields_of_the_single_form(host_keys, tmp_path):
+    single = certificate_task({"type": "host", "principals": HOST_PRINCIPALS, "key_id": "host:vm1",
+                               "public_key": host_keys["keys"][0], "path": str(tmp_path / "single-cert.pub")},
+                              FileCA(host_keys["ca_path"], passphrase="ca-pass", kinds=("host",)), False, now=NOW)
+    batch = sign_batch(host_keys, tmp_path)
+    assert sorted(batch) == ["certificates", "changed", "diff"]
+    for entry in batch["certificates"]:
+        assert sorted(entry) == sorted(set(single) - {"changed", "diff"})
+
+
+def test_diff_mode_shows_one_diff_per_certificate_headed_by_its_path(host_keys, tmp_path):
+    before = sign_batch(host_keys, tmp_path, check_mode=True)["diff"]
+    assert [(d["before_header"], d["after_header"]) for d in before] == [
+        (str(tmp_path / f"key{n}-cert.pub"),) * 2 for n in range(3)]
+    assert all(d["before"] == "" and d["after"].endswith("(a new certificate)\n") for d in before)
+    signed = sign_batch(host_keys, tmp_path)
+    later = sign_batch(host_keys, tmp_path, principals=["vm1.example"])["diff"]
+    for diff, entry in zip(later, signed["certificates"], strict=True):
+        assert diff["before"].endswith(entry["certificate"] + "\n")
+        assert "principals vm1.example," in diff["after"].splitlines()[0] + ","
+
+
+@pytest.mark.parametrize(("third", "message"), [
+    ({"public_key": "ssh-ed25519 AAAAnot-a-key"}, r"certificates\[2\]\.public_key: "),
+    ({"path": "{out}/missing/key2-cert.pub"}, r"certificates\[2\]\.path: folder {out}/missing does not exist$"),
+    ({"path": "{out}/key0-cert.pub"}, r"certificates\[2\]\.path: {out}/key0-cert.pub is also certificates\[0\]\.path"),
+    ({"path": "{out}"}, r"certificates\[2\]\.path: {out} is a folder, not a file$"),
+])
+def test_a_bad_item_is_named_and_nothing_is_written(host_keys, tmp_path, unlocks, third, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    items = [{"public_key": key, "path": str(out / f"key{n}-cert.pub")} for n, key in enumerate(host_keys["keys"])]
+    items[2].update({name: value.format(out=out) for name, value in third.items()})
+    with pytest.raises(SSHKeyError, match="^" + message.format(out=re.escape(str(out)))) as failure:
+        sign_batch(host_keys, out, items)
+    assert "\n" not in str(failure.value)
+    assert not list(out.iterdir()) and not unlocks
+
+
+def test_one_serial_for_several_certificates_is_refused(host_keys, tmp_path, unlocks):
+    with pytest.raises(CertificateError) as failure:
+        sign_batch(host_keys, tmp_path, serial=7)
+    assert str(failure.value) == ("serial: cannot be given for 3 certificates: they would share it, and a KRL "
+                                  "revoking one by serial would revoke them all")
+    assert not list(tmp_path.iterdir()) and not unlocks
+    alone = sign_batch(host_keys, tmp_path, [{"public_key": host_keys["keys"][0], "path": str(tmp_path / "c.pub")}],
+                       serial=7)
+    assert alone["certificates"][0]["serial"] == 7
+
+
+def run_ssh_cert(args: dict) -> dict:
+    """ssh_cert's main() in this process, as Ansible runs it; its printed result."""
+    printed = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
+        ssh_cert.main()
+    return json.loads(printed.getvalue())
+
+
+def test_the_module_signs_certificates_and_reports_the_ca_and_the_log(host_keys, tmp_path):
+    args = {"type": "host", "ca_path": host_keys["ca_path"], "host_ca_passphrase": "ca-pass",
+            "audit_log": str(tmp_path / "issued.jsonl"), "principals": HOST_PRINCIPALS, "_ansible_diff": True,
+            "certificates": [{"public_key": key, "path": str(tmp_path / f"key{n}-cert.pub")}
+                             for n, key in enumerate(host_keys["keys"][:2])]}
+    first = run_ssh_cert(args)
+    assert (first["changed"], first["ca"], first["ca_backend"], first["audit_log"]) == (
+        True, "host", "file", str(tmp_path / "issued.jsonl"))
+    assert [entry["path"] for entry in first["certificates"]] == [str(tmp_path / f"key{n}-cert.pub") for n in (0, 1)]
+    assert len(first["diff"]) == 2 and "ca-pass" not in json.dumps(first)
+    again = run_ssh_cert(args)
+    assert not again["changed"] and "audit_log" not in again
+    assert run_ssh_cert(dict(args, path=str(tmp_path / "c.pub")))["msg"] == \
+        "parameters are mutually exclusive: path|certificates"
+    assert run_ssh_cert({k: v for k, v in args.items() if k != "certificates"} | {"public_key": host_keys["keys"][0]}
+                        )["msg"] == "one of the following is required: path, certificates"
