@@ -75,7 +75,7 @@ class TrustFiles:
     def parent_unless_present(self, path):
         """The folder of path, made (DIR_MODE) when missing; an existing one keeps its owner and mode."""
         folder = os.path.dirname(path)
-        if not any(kind == "directory" and planned == folder for kind, planned, _, _ in self.steps):
+        if ("directory", folder) not in [step[:2] for step in self.steps]:
             self.steps.append(("directory", folder, None, None))
 
     def file(self, path, content, mode=FILE_MODE):

@@ -182,13 +182,13 @@ def units(tmp_path, monkeypatch):
     return folder
 
 
-def check_files(root: Path, units: Path, script="print('ok')\n") -> list:
-    return [{"path": str(root / "usr" / "libexec" / "sshca" / "check.py"), "content": script, "mode": "0644"},
+def check_files(root: Path, units: Path) -> list:
+    return [{"path": str(root / "usr" / "libexec" / "sshca" / "check.py"), "content": "print('ok')\n", "mode": "0644"},
             {"path": str(units / "sshca-check.service"), "content": "[Service]\n", "mode": "0640"},
             {"path": str(units / TIMER), "content": "[Timer]\nOnCalendar=daily\n", "mode": "0644"}]
 
 
-def check_task(root, systemctl, check_mode=False, enabled=True, **params):
+def check_task(systemctl, check_mode=False, enabled=True, **params):
     return trust_files_task({"timer": {"name": TIMER, "enabled": enabled}, **params}, check_mode, True,
                             owner=OWNER, systemctl=systemctl)
 
@@ -196,7 +196,7 @@ def check_task(root, systemctl, check_mode=False, enabled=True, **params):
 def test_files_and_timer_check_apply_idempotent_check_and_apply(tmp_path, units):
     files = check_files(tmp_path, units)
     systemctl = FakeSystemctl(units / TIMER)
-    predicted = check_task(tmp_path, systemctl, check_mode=True, files=files)
+    predicted = check_task(systemctl, check_mode=True, files=files)
     assert predicted["changed"] and not (tmp_path / "usr").exists() and list(units.iterdir()) == []
     assert [(Path(r["path"]).name, r["kind"], r["action"]) for r in predicted["results"]] == [
         ("sshca", "directory", "create"), ("check.py", "file", "create"), ("system", "directory", "unchanged"),
@@ -204,7 +204,7 @@ def test_files_and_timer_check_apply_idempotent_check_and_apply(tmp_path, units)
     assert [d["after"] for d in predicted["diff"]][1:] == [f["content"] for f in files] + ["enabled, active\n"]
     assert systemctl.calls == []  # a timer not written yet cannot be asked about, and nothing may change
 
-    applied = check_task(tmp_path, systemctl, files=files)
+    applied = check_task(systemctl, files=files)
     assert [r["action"] for r in applied["results"]] == [r["action"] for r in predicted["results"]]
     assert systemctl.changes() == ["daemon-reload", f"enable --now {TIMER}"]
     found = tree(tmp_path)
@@ -214,7 +214,7 @@ def test_files_and_timer_check_apply_idempotent_check_and_apply(tmp_path, units)
 
     for check_mode in (True, False):
         systemctl.calls = []
-        again = check_task(tmp_path, systemctl, check_mode=check_mode, files=files)
+        again = check_task(systemctl, check_mode=check_mode, files=files)
         assert again["changed"] is False and again["diff"] == [] and systemctl.changes() == []
     assert tree(tmp_path) == found
 
@@ -230,32 +230,32 @@ def test_files_and_timer_check_apply_idempotent_check_and_apply(tmp_path, units)
 def test_daemon_reload_only_when_a_unit_file_changed_and_enable_only_when_needed(
         tmp_path, units, changed_file, enabled, active, expected):
     files = check_files(tmp_path, units)
-    check_task(tmp_path, FakeSystemctl(units / TIMER), files=files)
+    check_task(FakeSystemctl(units / TIMER), files=files)
     for entry in files:
         if Path(entry["path"]).name == changed_file:
             entry["content"] += "# changed\n"
     systemctl = FakeSystemctl(units / TIMER, enabled=enabled, active=active)
-    result = check_task(tmp_path, systemctl, files=files)
+    result = check_task(systemctl, files=files)
     assert systemctl.changes() == expected
     assert result["results"][-1]["action"] == ("enable" if "enable --now " + TIMER in expected else "unchanged")
     assert result["changed"] is bool(changed_file or expected)
 
 
 def test_a_timer_turned_off_is_disabled_before_its_files_are_removed(tmp_path, units):
-    check_task(tmp_path, FakeSystemctl(units / TIMER), files=check_files(tmp_path, units))
+    check_task(FakeSystemctl(units / TIMER), files=check_files(tmp_path, units))
     removals = [f["path"] for f in check_files(tmp_path, units)]
     systemctl = FakeSystemctl(units / TIMER, enabled=True, active=True)
-    predicted = check_task(tmp_path, systemctl, check_mode=True, enabled=False, remove=removals)
+    predicted = check_task(systemctl, check_mode=True, enabled=False, remove=removals)
     assert systemctl.changes() == [] and (units / TIMER).exists()
     assert [r["action"] for r in predicted["results"]] == ["disable", "remove", "remove", "remove"]
-    applied = check_task(tmp_path, systemctl, enabled=False, remove=removals)
+    applied = check_task(systemctl, enabled=False, remove=removals)
     assert systemctl.changes() == [f"disable --now {TIMER}"] and systemctl.unit_present_at_disable == [True]
     assert applied["results"] == predicted["results"] and not (units / TIMER).exists()
     systemctl.calls = []
-    again = check_task(tmp_path, systemctl, enabled=False, remove=removals)  # systemd no longer knows it
+    again = check_task(systemctl, enabled=False, remove=removals)  # systemd no longer knows it
     assert again["changed"] is False and systemctl.changes() == []
     # A host without systemctl has no timer to stop.
-    assert check_task(tmp_path, None, enabled=False, remove=removals)["changed"] is False
+    assert check_task(None, enabled=False, remove=removals)["changed"] is False
 
 
 @pytest.mark.parametrize(("failing", "expected"), [
@@ -265,13 +265,13 @@ def test_a_timer_turned_off_is_disabled_before_its_files_are_removed(tmp_path, u
 ])
 def test_a_failing_systemctl_is_one_line_naming_the_timer_and_its_last_error_line(tmp_path, units, failing, expected):
     with pytest.raises(TrustFilesError) as caught:
-        check_task(tmp_path, FakeSystemctl(units / TIMER, failing=failing), files=check_files(tmp_path, units))
+        check_task(FakeSystemctl(units / TIMER, failing=failing), files=check_files(tmp_path, units))
     assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
 
 
 def test_a_failing_disable_stops_the_call_before_anything_is_removed(tmp_path, units):
-    check_task(tmp_path, FakeSystemctl(units / TIMER), files=check_files(tmp_path, units))
+    check_task(FakeSystemctl(units / TIMER), files=check_files(tmp_path, units))
     systemctl = FakeSystemctl(units / TIMER, enabled=True, active=True, failing="disable")
     with pytest.raises(TrustFilesError, match=f"^timer.name: {TIMER}: systemctl disable --now {TIMER} failed: "):
-        check_task(tmp_path, systemctl, enabled=False, remove=[str(units / TIMER)])
+        check_task(systemctl, enabled=False, remove=[str(units / TIMER)])
     assert (units / TIMER).exists()
