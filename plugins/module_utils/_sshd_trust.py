@@ -7,6 +7,10 @@ Runs on the managed host's own python3, so it uses the standard library only. A 
 first (what each path holds and what it should hold); check mode stops there. Every write goes to a
 temporary file in the target folder, is fsynced, given its owner and mode, and renamed over the
 target, so sshd never reads a half-written file.
+
+Extra files (the host certificate expiry check's script and systemd units) go through the same
+writes, and a systemd timer is then enabled (or, before its files are removed, disabled) with
+systemctl, which the module passes in as a runner.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -24,6 +29,9 @@ FILE_MODE = 0o644
 COMMAND_MODE = 0o755
 DIR_MODE = 0o755
 NOT_SIGNED_YET = b"(a new certificate, signed when not in check mode)\n"
+SYSTEMD_UNIT_FOLDERS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
+TIMER_NAME = re.compile(r"[A-Za-z0-9_.:\\@-]+\.timer")
+OCTAL_MODE = re.compile(r"[0-7]{3,4}")
 
 
 class TrustFilesError(InputError):
@@ -59,10 +67,16 @@ class TrustFiles:
         # make_empty_krl(path): writes an empty KRL at path (the module runs ssh-keygen -k).
         self.owner = owner
         self.make_empty_krl = make_empty_krl
-        self.steps = []  # (kind, path, content or None, mode)
+        self.steps = []  # (kind, path, content or None, mode); a folder's mode None: made if missing, else left
 
     def directory(self, path):
         self.steps.append(("directory", path, None, DIR_MODE))
+
+    def parent_unless_present(self, path):
+        """The folder of path, made (DIR_MODE) when missing; an existing one keeps its owner and mode."""
+        folder = os.path.dirname(path)
+        if ("directory", folder) not in [step[:2] for step in self.steps]:
+            self.steps.append(("directory", folder, None, None))
 
     def file(self, path, content, mode=FILE_MODE):
         if not isinstance(content, bytes):
@@ -104,6 +118,8 @@ class TrustFiles:
         if kind == "directory":
             if not os.path.lexists(path):
                 return "create", ""
+            if mode is None and os.path.isdir(path):
+                return None, ""  # a system folder (/etc/systemd/system) may be a link; never changed
             if not os.path.isdir(path) or os.path.islink(path):
                 raise TrustFilesError("%s: is not a folder" % path)
             return ("update" if _attributes_differ(path, mode, self.owner) else None), ""
@@ -120,7 +136,7 @@ class TrustFiles:
         return None, _text(before)
 
     def apply(self, check_mode=False, want_diff=False):
-        """Carries out the plan (not in check mode); returns (changed, results, diffs)."""
+        """Carries out the plan (not in check mode); returns (results, diffs)."""
         results, diffs = [], []
         for kind, path, content, mode in self.steps:
             action, before = self._pending(kind, path, content, mode)
@@ -135,7 +151,7 @@ class TrustFiles:
                               "before": before, "after": after})
             if not check_mode:
                 self._carry_out(kind, action, path, content, mode)
-        return any(r["action"] != "unchanged" for r in results), results, diffs
+        return results, diffs
 
     # --- writing -----------------------------------------------------------------------------------
 
@@ -153,8 +169,8 @@ class TrustFiles:
                     os.unlink(path)
             elif kind == "directory":
                 if action == "create":
-                    os.makedirs(path, mode)
-                self._set_attributes(path, mode)
+                    os.makedirs(path, mode or DIR_MODE)
+                self._set_attributes(path, mode or DIR_MODE)
             else:
                 self._atomic_write(path, content, mode, krl=kind == "krl")
         except OSError as exc:
@@ -209,14 +225,117 @@ def plan_trust_files(params, check_mode=False, owner=None, make_empty_krl=None):
             for account, principals in (folder.get("accounts") or {}).items()})
     if params.get("revoked_keys_path"):
         plan.krl_unless_present(params["revoked_keys_path"])
+    for path, content, mode in extra_files(params.get("files") or []):
+        plan.parent_unless_present(path)
+        plan.file(path, content, mode)
     for path in params.get("remove") or []:
         plan.remove(path)
     return plan
 
 
-def trust_files_task(params, check_mode, want_diff, owner=None, make_empty_krl=None):
-    """The module's result: changed, one result per folder, file and removal, and the diffs."""
+def extra_files(files):
+    """The files option as (path, content, mode) triples; a bad path or mode fails naming files[N]."""
+    checked, seen = [], set()
+    for index, entry in enumerate(files):
+        path, mode = entry.get("path") or "", entry.get("mode", "0644")
+        # normpath refuses "..", "//" and a trailing "/": the path written is the path given.
+        if not os.path.isabs(path) or os.path.normpath(path) != path or path == "/" or "\n" in path:
+            raise TrustFilesError("files[%d].path: %r must be an absolute, normalised path to a file" % (index, path))
+        if path in seen:
+            raise TrustFilesError("files[%d].path: %r is given twice" % (index, path))
+        # A YAML 0644 arrives as the number 420; read as octal text it would be a wrong mode, so only text passes.
+        if not isinstance(mode, str) or not OCTAL_MODE.fullmatch(mode):
+            raise TrustFilesError("files[%d].mode: %r must be a quoted octal string such as '0644'" % (index, mode))
+        seen.add(path)
+        checked.append((path, entry.get("content") or "", int(mode, 8)))
+    return checked
+
+
+def _is_unit_file(path):
+    return any(path.startswith(folder + "/") for folder in SYSTEMD_UNIT_FOLDERS)
+
+
+class Timer:
+    """A systemd timer kept enabled and active, or disabled and stopped, through systemctl.
+
+    systemctl(args) runs systemctl with args and returns (rc, stdout, stderr); None when the host has no
+    systemctl. Only is-enabled and is-active run in check mode.
+    """
+
+    def __init__(self, name, enabled, systemctl):
+        if not isinstance(name, str) or not TIMER_NAME.fullmatch(name):
+            raise TrustFilesError("timer.name: %r must be a systemd timer unit name such as 'daily-check.timer'" % name)
+        if enabled and not systemctl:
+            raise TrustFilesError("timer.name: %s: systemctl is not on this host" % name)
+        self.name, self.enabled, self.systemctl = name, enabled, systemctl
+
+    def _run(self, *args):
+        rc, _out, err = self.systemctl(list(args))
+        if rc != 0:
+            last = (err or "").strip().splitlines()
+            raise TrustFilesError("timer.name: %s: systemctl %s failed: %s" % (
+                self.name, " ".join(args), last[-1] if last else "exit code %d" % rc))
+
+    def _state(self):
+        """(enabled, active) as systemctl reports them; a unit systemctl does not know is neither."""
+        return tuple(self.systemctl([query, "--quiet", self.name])[0] == 0 for query in ("is-enabled", "is-active"))
+
+    def _result(self, action, state, want_diff):
+        """The timer's result and, when it changes, its diff; state is (enabled, active) or a text."""
+        diff = []
+        if action != "unchanged" and want_diff:
+            before = state if isinstance(state, str) else "%s, %s\n" % (
+                "enabled" if state[0] else "disabled", "active" if state[1] else "inactive")
+            diff = [{"before_header": "timer " + self.name, "after_header": "timer " + self.name, "before": before,
+                     "after": "enabled, active\n" if self.enabled else "disabled, inactive\n"}]
+        return {"path": self.name, "kind": "timer", "action": action}, diff
+
+    def stop(self, check_mode, want_diff):
+        """Disables and stops the timer if systemctl knows it and it is enabled or active (before its files go)."""
+        state = self._state() if self.systemctl else (False, False)
+        if not any(state):
+            return self._result("unchanged", state, want_diff)
+        if not check_mode:
+            self._run("disable", "--now", self.name)
+        return self._result("disable", state, want_diff)
+
+    def start(self, file_results, check_mode, want_diff):
+        """After the files are written: reloads systemd if a unit file changed, then enables and starts the timer."""
+        changed_units = [r for r in file_results if r["kind"] in ("file", "absent") and r["action"] != "unchanged"
+                         and _is_unit_file(r["path"])]
+        if check_mode and any(r["action"] == "create" and os.path.basename(r["path"]) == self.name
+                              for r in changed_units):
+            return self._result("enable", "not installed yet\n", want_diff)  # systemctl cannot be asked yet
+        if changed_units and not check_mode:
+            self._run("daemon-reload")
+        state = self._state()
+        if all(state):
+            return self._result("unchanged", state, want_diff)
+        if not check_mode:
+            self._run("enable", "--now", self.name)
+        return self._result("enable", state, want_diff)
+
+
+def trust_files_task(params, check_mode, want_diff, owner=None, make_empty_krl=None, systemctl=None):
+    """The module's result: changed, one result per folder, file, removal and timer, and the diffs.
+
+    A timer to disable is stopped before any file is removed; one to enable is started after every write.
+    """
     plan = plan_trust_files(params, check_mode, owner=owner, make_empty_krl=make_empty_krl)
-    changed, results, diffs = plan.apply(check_mode=check_mode, want_diff=want_diff)
+    timer = Timer(params["timer"].get("name"), params["timer"].get("enabled"), systemctl) \
+        if params.get("timer") else None
+    results, diffs = [], []
+    if timer and not timer.enabled:
+        result, diff = timer.stop(check_mode, want_diff)
+        results.append(result)
+        diffs += diff
+    file_results, file_diffs = plan.apply(check_mode=check_mode, want_diff=want_diff)
+    results += file_results
+    diffs += file_diffs
+    if timer and timer.enabled:
+        result, diff = timer.start(file_results, check_mode, want_diff)
+        results.append(result)
+        diffs += diff
     found = [path for path in params.get("look_for") or [] if os.path.lexists(path)]
-    return {"changed": changed, "results": results, "found": found, "diff": diffs}
+    return {"changed": any(r["action"] != "unchanged" for r in results), "results": results, "found": found,
+            "diff": diffs}
