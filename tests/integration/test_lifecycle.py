@@ -239,6 +239,17 @@ def hosts_report_their_certificate_expiry(fleet: Fleet) -> None:
         host.exec("mv", "-f", f"{cert}.keep", cert)
     assert check_expiry(host)[2]["state"] == "ok", "the enrolled certificate back in place"
 
+    # Turned off (bookworm, ssh.service): a rerun disables and stops the timer, then removes its files.
+    off = run_playbook("enroll.yml", dict(fleet.base, sshca_hosts=[target(fleet.vms["pb"])],
+                                          host_enroll_expiry_check=False), fleet.root / "pb")
+    assert off.rc == 0, off.output[-3000:]
+    pb = fleet.host["pb"]
+    for query in ("is-enabled", "is-active"):
+        assert pb.exec("systemctl", query, "sshca-host-cert-check.timer", check=False).returncode != 0, query
+    for path in ("/etc/systemd/system/sshca-host-cert-check.timer", "/etc/systemd/system/" + EXPIRY_UNIT,
+                 "/usr/local/libexec/sshca-host-cert-check.py"):
+        assert pb.exec("test", "-e", path, check=False).returncode == 1, path
+
 
 def refuse_bad_revocations(fleet: Fleet) -> None:
     """An unknown serial, an unreadable key file and a malformed KRL on the controller are each refused
