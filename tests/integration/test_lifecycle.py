@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_enroll_roles import RECAP, run_playbook, user_cert
+from test_enroll_roles import RECAP, login, run_playbook, user_cert
 
 from conftest import collection_env, make_keypair
 from labkit import emulator, hosts
@@ -168,6 +168,15 @@ def enroll_in_parallel_then_later(fleet: Fleet) -> None:
     assert len(lines) == 4 and {tuple(line.split()[2:4]) for line in lines} == {tuple(host_ca)}, "one CA"
     for name in first:
         assert by_config(work, name).stdout.strip() == name, name
+
+    # Check mode for a host joining the enrolled fleet says what it would do and leaves it as it was.
+    preview = run_playbook("enroll.yml", dict(base, sshca_hosts=[target(vms["pe"])]), root, check=True)
+    assert preview.rc == 0, preview.output[-4000:]
+    assert preview.changed("pe") > 0
+    newcomer = fleet.host["pe"]
+    assert newcomer.exec("test", "-e", "/etc/ssh/sshd_config.d/10-sshca-enroll.conf", check=False).returncode == 1
+    assert not list((work / "hosts" / "pe").iterdir()), "no certificate signed in check mode"
+    assert login(newcomer, work / "bootstrap" / "id_rsa").returncode == 0, "the bootstrap key still logs in"
 
     later = run_playbook("enroll.yml", dict(base, sshca_hosts=[target(vms["pe"])]), root)
     assert later.rc == 0, later.output[-4000:]
