@@ -173,6 +173,16 @@ def rotation_at_every_phase(lab_host_factory, tmp_path, custody, suite, activati
     if vault:  # the new key names moved with the folder: every later signature is by the new vault keys
         assert json.loads((ca / "keyvault_keys.json").read_text()) == {
             kind: f"sshca-{kind}-ca-2" for kind in ("host", "user", "admin")}
+    # A host enrolled inside the overlap trusts both sides, as the first one does: the old user and admin
+    # certificates log in, known_hosts trusts both host CAs for it, and retire drops the old side from it too.
+    late = f"late-{suite[0]}"
+    fleet[late] = lab_host_factory([bootstrap_public], hostname=late, suite=suite, ssh_activation=activation)
+    joined = run_playbook("enroll.yml", {
+        "sshca_work_dir": str(work), "sshca_access_rules": RULES, **custody,
+        "sshca_hosts": [{"name": late, "address": fleet[late].address, "host_keys": host_keys(fleet[late])}]},
+        tmp_path)
+    assert joined.rc == 0, joined.output[-4000:]
+    assert known_hosts.read_text().count("@cert-authority ") == 2 * len(fleet)
     issued_after = user_cert("issued-after-switch", ["grp:ops"])
     for key, kind in ((issued_after, "user"), (work / "admin" / "id_ed25519", "admin")):
         listing = subprocess.run(["ssh-keygen", "-L", "-f", f"{key}-cert.pub"], capture_output=True, text=True,
@@ -197,4 +207,4 @@ def rotation_at_every_phase(lab_host_factory, tmp_path, custody, suite, activati
         assert not [path for path in work.rglob("*") if path.is_file() and b"PRIVATE KEY" in path.read_bytes()
                     and path.parent.name not in ("bootstrap", "admin", "users")]
     again = rotate("retire")
-    assert again.rc == 0 and changed(again) == {"localhost": 0, **quiet}, again.output[-4000:]
+    assert again.rc == 0 and changed(again) == {"localhost": 0, **dict.fromkeys(fleet, 0)}, again.output[-4000:]
